@@ -1,0 +1,283 @@
+"""Options, their ini twins and environment variables, validated once into Settings.
+
+Precedence: command line > environment (``PYTEST_ENERGY_<NAME>``) > ini
+(``energy_<name>``) > default. Every bad value is a ``pytest.UsageError`` that
+names the option, the value and the fix; hooks never read options again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+import pytest
+
+MeterName = Literal["auto", "nvml", "rapl", "cpu-estimate", "curve"]
+METER_NAMES: tuple[MeterName, ...] = ("auto", "nvml", "rapl", "cpu-estimate", "curve")
+DEFAULT_BUDGETS_FILE = "energy-budgets.yaml"
+DEFAULT_BASELINE = ".energy/baseline.json"
+DEFAULT_MMLU = "hf:cais/mmlu"
+# A modern server core under inference load draws roughly 5-15 W (package TDP
+# divided by cores); 10 W is the documented middle. Configure it for your CPU.
+DEFAULT_WATTS_PER_CORE = 10.0
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """A one-sided allowed change: relative (``rel=0.10`` is 10%) and an absolute floor.
+
+    A change smaller than ``abs`` in the metric's own unit is ignored whatever
+    its relative size (so 0.001 J -> 0.0012 J is not a 20% regression).
+    """
+
+    rel: float
+    abs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.rel < 10) or self.abs < 0:
+            raise ValueError(f"tolerance must be between 0% and 1000%, got {self.rel:.0%}")
+
+    @classmethod
+    def parse(cls, text: str | float) -> Tolerance:
+        """``"10%"``, ``"10"`` (percent) or ``0.1`` (a float below 1 is a fraction)."""
+        if isinstance(text, (int, float)) and not isinstance(text, bool):
+            value = float(text)
+            return cls(value if value < 1 else value / 100)
+        raw = str(text).strip()
+        number = raw[:-1].strip() if raw.endswith("%") else raw
+        value = float(number)  # ValueError is turned into a usage error by the caller
+        return cls(value / 100)
+
+    def __str__(self) -> str:
+        return f"{self.rel * 100:g}%"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every energy option, validated and converted to its unit."""
+
+    enabled: bool = False
+    budgets_file: Path | None = None
+    meter: MeterName = "auto"
+    baseline_path: Path = Path(DEFAULT_BASELINE)
+    update_baseline: bool = False
+    tolerance: Tolerance = field(default_factory=lambda: Tolerance(0.10))
+    repeats: int = 1
+    mmlu: str = DEFAULT_MMLU
+    report_path: Path | None = None
+    json_path: Path | None = None
+    accept_reason: str | None = None
+    watts_per_core: float = DEFAULT_WATTS_PER_CORE
+    strict_baseline: bool = False
+    batch_size: int | None = None
+    device: str = "auto"
+    cache_dir: Path | None = None
+    curve_path: Path | None = None
+    powercap_root: Path = Path("/sys/class/powercap")
+    rootdir: Path = Path(".")
+
+    @classmethod
+    def from_pytest_config(cls, config: pytest.Config) -> Settings:
+        return cls.from_sources(
+            cli=lambda name: config.getoption(_dest(name)),
+            env=os.environ,
+            ini=lambda name: config.getini(f"energy_{name.replace('-', '_')}"),
+            rootdir=Path(config.rootpath),
+        )
+
+    @classmethod
+    def from_sources(
+        cls,
+        *,
+        cli: Callable[[str], Any],
+        env: Mapping[str, str],
+        ini: Callable[[str], Any],
+        rootdir: Path,
+    ) -> Settings:
+        def raw(name: str) -> tuple[Any, str] | None:
+            value = cli(name)
+            if value is not None:
+                return value, f"--energy-{name}"
+            env_name = "PYTEST_ENERGY_" + name.upper().replace("-", "_")
+            if env_name in env:
+                return env[env_name], env_name
+            ini_value = ini(name)
+            if ini_value not in (None, "", []):
+                return ini_value, f"energy_{name.replace('-', '_')} (ini)"
+            return None
+
+        def get(name: str, convert: Callable[[Any], T], default: T, fix: str) -> T:
+            found = raw(name)
+            if found is None:
+                return default
+            value, where = found
+            try:
+                return convert(value)
+            except (ValueError, TypeError) as exc:
+                detail = f" ({exc})" if str(exc) else ""
+                raise pytest.UsageError(f"{where}: invalid value {value!r}{detail}; {fix}") from None
+
+        def path(value: Any) -> Path:
+            p = Path(str(value)).expanduser()
+            return p if p.is_absolute() else rootdir / p
+
+        enabled, budgets_file = get(
+            "budget", _budget_value, (False, None),
+            "give a YAML budgets file, or true/false to switch energy testing on/off",
+        )
+        if enabled and budgets_file is not None:
+            budgets_file = path(budgets_file)
+            if not budgets_file.is_file():
+                raise pytest.UsageError(
+                    f"--energy-budget: budgets file {budgets_file} does not exist; "
+                    "create it or run --energy-budget without a file"
+                )
+        elif enabled and (rootdir / DEFAULT_BUDGETS_FILE).is_file():
+            budgets_file = rootdir / DEFAULT_BUDGETS_FILE
+
+        return cls(
+            enabled=enabled,
+            budgets_file=budgets_file,
+            meter=get("meter", _meter_name, "auto", f"choose one of {', '.join(METER_NAMES)}"),
+            baseline_path=get("baseline", path, rootdir / DEFAULT_BASELINE,
+                              "give a path to a JSON baseline file"),
+            update_baseline=get("update-baseline", _flag, False, "use true or false"),
+            tolerance=get("tolerance", Tolerance.parse, Tolerance(0.10),
+                          "give a percentage such as 10%"),
+            repeats=get("repeats", _positive_int, 1, "give a whole number of at least 1"),
+            mmlu=get("mmlu", _nonempty, DEFAULT_MMLU,
+                     "give a folder of MMLU CSVs, a JSONL/CSV/parquet file or hf:cais/mmlu"),
+            report_path=get("report", path, None, "give a path for the markdown report"),
+            json_path=get("json", path, None, "give a path for the JSON results"),
+            accept_reason=get("accept", _nonempty, None,
+                              "give a reason, e.g. --energy-accept 'bigger model, see #12'"),
+            watts_per_core=get("cpu-watts-per-core", _positive_float, DEFAULT_WATTS_PER_CORE,
+                               "give the watts one busy core draws, e.g. 10"),
+            strict_baseline=get("strict-baseline", _flag, False, "use true or false"),
+            batch_size=get("batch-size", _batch_size, None, "give a whole number or auto"),
+            device=get("device", _device, "auto", "use auto, cpu, cuda or cuda:N"),
+            cache_dir=get("cache-dir", path, None, "give a folder for cached models"),
+            curve_path=get("curve", path, None,
+                           "give a curve JSON file from 'pytest-energy calibrate'"),
+            powercap_root=get("powercap-root", path, Path("/sys/class/powercap"),
+                              "give the powercap folder, normally /sys/class/powercap"),
+            rootdir=rootdir,
+        )
+
+
+# name -> (help, takes a value?, in the command line?)
+OPTIONS: dict[str, tuple[str, bool]] = {
+    "meter": ("energy meter: auto (default), nvml, rapl, cpu-estimate, curve", True),
+    "baseline": ("baseline file (default .energy/baseline.json under rootdir)", True),
+    "update-baseline": ("record or refresh baseline entries of the tests that ran", False),
+    "tolerance": ("allowed regression before failing (default 10%)", True),
+    "repeats": ("measured repeats per evaluation (default 1)", True),
+    "mmlu": ("MMLU source: CSV folder, JSONL/CSV/parquet file, or hf:cais/mmlu", True),
+    "report": ("write a markdown report (for a pull-request comment)", True),
+    "json": ("write machine-readable results", True),
+    "accept": ("report regressions without failing; the reason is printed", True),
+}
+# ini/env-only settings: name -> help
+INI_ONLY: dict[str, str] = {
+    "cpu-watts-per-core": "cpu-estimate meter: watts drawn by one busy core (default 10)",
+    "strict-baseline": "fail tests that have no baseline entry (default false)",
+    "batch-size": "evaluation batch size (default auto)",
+    "device": "model device: auto, cpu, cuda, cuda:N (default auto)",
+    "cache-dir": "folder for cached de-quantised models",
+    "curve": "operating-curve JSON for the curve meter and cot:budget_j",
+    "powercap-root": "powercap sysfs folder for the rapl meter",
+}
+
+
+def _dest(name: str) -> str:
+    return "energy_" + name.replace("-", "_")
+
+
+def register(parser: pytest.Parser) -> None:
+    group = parser.getgroup("energy", "energy per token (pytest-energy)")
+    group.addoption(
+        "--energy-budget", dest=_dest("budget"), nargs="?", const="true", default=None,
+        metavar="FILE",
+        help="turn energy testing on; optional YAML budgets file "
+        f"(default {DEFAULT_BUDGETS_FILE} at rootdir, if present)",
+    )
+    parser.addini("energy_budget", "turn energy testing on (true) or give a budgets file")
+    for name, (text, takes_value) in OPTIONS.items():
+        if takes_value:
+            group.addoption(f"--energy-{name}", dest=_dest(name), default=None, help=text)
+        else:
+            group.addoption(
+                f"--energy-{name}", dest=_dest(name), action="store_const", const="true",
+                default=None, help=text,
+            )
+        parser.addini(_dest(name), text)
+    for name, text in INI_ONLY.items():
+        parser.addini(_dest(name), text)
+
+
+def _budget_value(value: Any) -> tuple[bool, Path | None]:
+    text = str(value).strip()
+    if text.lower() in _TRUE:
+        return True, None
+    if text.lower() in _FALSE:
+        return False, None
+    return True, Path(text)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _meter_name(value: Any) -> MeterName:
+    text = str(value).strip().lower()
+    if text not in METER_NAMES:
+        raise ValueError("unknown meter")
+    return cast(MeterName, text)
+
+
+def _positive_int(value: Any) -> int:
+    number = int(str(value).strip())
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _positive_float(value: Any) -> float:
+    number = float(str(value).strip())
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError("must be a positive number")
+    return number
+
+
+def _nonempty(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("empty")
+    return text
+
+
+def _batch_size(value: Any) -> int | None:
+    text = str(value).strip().lower()
+    return None if text == "auto" else _positive_int(text)
+
+
+def _device(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise ValueError("unknown device")
