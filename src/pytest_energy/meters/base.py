@@ -52,6 +52,13 @@ class Fingerprinted(Protocol):
     def fingerprint(self) -> Mapping[str, str]: ...
 
 
+@runtime_checkable
+class WindowChecked(Protocol):
+    """A meter that can tell a plausible window from a broken one (raises MeasurementError)."""
+
+    def check_window(self, energy_j: float, duration_s: float) -> None: ...
+
+
 @dataclass
 class Window:
     """Energy and time between entering and leaving :meth:`EnergyMeter.window`.
@@ -119,7 +126,7 @@ class EnergyMeter:
         self._check(win)
 
     def _check(self, win: Window) -> None:
-        if accounting_meter(self.meter):
+        if isinstance(self.meter, TokenAccounting):
             if win.energy_j < 0:
                 raise MeasurementError(f"meter {win.meter} predicted negative energy")
             return
@@ -134,7 +141,5 @@ class EnergyMeter:
                 f"meter {win.meter} went backwards by {-win.energy_j:.3f} J; "
                 "the counter was reset or wrapped unnoticed"
             )
-
-
-def accounting_meter(meter: Meter) -> bool:
-    return isinstance(meter, TokenAccounting)
+        if isinstance(self.meter, WindowChecked):
+            self.meter.check_window(win.energy_j, win.duration_s)

@@ -1,0 +1,126 @@
+"""Check the nvml meter on a real NVIDIA GPU; prints one JSON document (under 5 minutes).
+
+    python benchmarks/gpu_check.py [--device N] [--idle-s 2] [--windows 5,30]
+
+Reports the energy counter's update period, the agreement between the counter
+and integrated instantaneous power over busy windows (bf16 matmuls with torch),
+idle power, other processes on the GPU, and then :func:`model_section` (the
+SmolLM2 joules-per-token part). Needs torch with CUDA and nvidia-ml-py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from pytest_energy.meters.base import EnergyMeter
+from pytest_energy.meters.idle import measure_idle_power_w
+from pytest_energy.meters.nvml import NvmlMeter
+from pytest_energy.meters.select import MIN_WINDOW_PERIODS
+
+MATRIX = 8192
+
+
+def busy_window(
+    torch: Any, device: str, seconds: float, counter: NvmlMeter, polled: NvmlMeter
+) -> dict[str, Any]:
+    """Keep the GPU busy with matmuls for ``seconds`` and read both meters around it."""
+    a = torch.randn(MATRIX, MATRIX, device=device, dtype=torch.bfloat16)
+    b = torch.randn(MATRIX, MATRIX, device=device, dtype=torch.bfloat16)
+    out = torch.empty_like(a)
+    torch.cuda.synchronize(device)
+    start_s = time.monotonic()
+    counter_start, polled_start = counter.read(), polled.read()
+    matmuls = 0
+    while time.monotonic() - start_s < seconds:
+        for _ in range(8):
+            torch.matmul(a, b, out=out)
+        torch.cuda.synchronize(device)
+        matmuls += 8
+    counter_j = counter.read() - counter_start
+    polled_j = polled.read() - polled_start
+    duration_s = time.monotonic() - start_s
+    return {
+        "target_s": seconds,
+        "duration_s": round(duration_s, 4),
+        "counter_j": round(counter_j, 3),
+        "polled_j": round(polled_j, 3),
+        "counter_mean_w": round(counter_j / duration_s, 2),
+        "polled_mean_w": round(polled_j / duration_s, 2),
+        "polled_vs_counter": round((polled_j - counter_j) / counter_j, 5),
+        "matmuls": matmuls,
+        "tflop_per_s": round(2 * MATRIX**3 * matmuls / duration_s / 1e12, 1),
+    }
+
+
+def meter_section(args: argparse.Namespace) -> tuple[dict[str, Any], NvmlMeter]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("gpu_check: torch sees no CUDA device; run it on an NVIDIA machine")
+    device = f"cuda:{args.device}"
+    torch.cuda.init()
+    counter = NvmlMeter([args.device])
+    polled = NvmlMeter([args.device], source="polled", poll_interval_s=args.poll_s)
+    energy_meter = EnergyMeter(counter, min_window_s=MIN_WINDOW_PERIODS * counter.update_period_s)
+    result: dict[str, Any] = {
+        "benchmark": "gpu_check",
+        "fingerprint": counter.fingerprint(),
+        "clocks_at_start": counter.current_clocks_mhz(),
+        "counter_source": counter.sources,
+        "polled_source": polled.sources,
+        "update_period_s": round(counter.update_period_s, 5),
+        "min_window_s": round(energy_meter.min_window_s, 4),
+        "poll_interval_s": args.poll_s,
+        "other_processes": [asdict(p) for p in counter.other_processes()],
+    }
+    result["idle_power_w"] = round(
+        measure_idle_power_w(energy_meter, duration_s=args.idle_s) or 0.0, 2
+    )
+    busy_window(torch, device, 2.0, counter, polled)  # warm-up: clocks and temperature settle
+    result["windows"] = [
+        busy_window(torch, device, seconds, counter, polled) for seconds in args.windows
+    ]
+    result["clocks_after_busy"] = counter.current_clocks_mhz()
+    polled.close()
+    return result, counter
+
+
+def model_section(result: dict[str, Any]) -> None:
+    """SmolLM2 joules per token with the engine: batch 1 and 16, direct and cot.
+
+    Placeholder for the lead to fill; it must add its findings under ``result["model"]``.
+    """
+    result["model"] = {"status": "not implemented"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", type=int, default=0, help="CUDA ordinal (default 0)")
+    parser.add_argument("--idle-s", type=float, default=2.0, help="idle window (default 2 s)")
+    parser.add_argument("--poll-s", type=float, default=0.02, help="power poll interval")
+    parser.add_argument(
+        "--windows",
+        type=lambda text: [float(part) for part in text.split(",")],
+        default=[5.0, 30.0],
+        help="busy windows in seconds (default 5,30)",
+    )
+    args = parser.parse_args(argv)
+    started_s = time.monotonic()
+    result, counter = meter_section(args)
+    try:
+        model_section(result)
+    finally:
+        counter.close()
+    result["total_s"] = round(time.monotonic() - started_s, 1)
+    json.dump(result, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
