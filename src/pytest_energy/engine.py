@@ -1,0 +1,288 @@
+"""Batched inference with measured prefill and decode windows.
+
+The only module (with :mod:`pytest_energy.models`) that imports torch and
+transformers, at first use. Generation is a hand-written decode loop rather
+than ``model.generate`` for three reasons that matter to energy figures:
+
+* prefill and decode run in separate meter windows, so ``prefill_j`` and
+  ``decode_j`` are measured, not apportioned;
+* rows that reach EOS leave the batch (their KV cache rows are dropped), so a
+  finished answer stops costing compute;
+* ``samples=k`` computes the prompt once and expands the KV cache k times
+  (majority vote shares one prefill).
+
+Token accounting: ``input_tokens`` counts the prompt's real tokens (padding
+excluded); ``output_tokens`` counts generated tokens up to and including the
+stop token (padding and anything after the stop never count).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_energy.meters.base import EnergyMeter
+from pytest_energy.models import ModelSpec, load_model
+
+
+@dataclass
+class Ledger:
+    """Energy and time an evaluation spent, filled in by the engine's windows."""
+
+    prefill_j: float = 0.0
+    decode_j: float = 0.0
+    duration_s: float = 0.0
+
+    @property
+    def energy_j(self) -> float:
+        return self.prefill_j + self.decode_j
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated continuation."""
+
+    text: str
+    output_tokens: int
+    stopped: bool  # reached a stop token (false: ran out of max_new_tokens)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """The continuations of one prompt, and the prompt tokens computed for it."""
+
+    input_tokens: int
+    samples: tuple[Generation, ...]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Log-probabilities of each candidate continuation's first token after a prompt."""
+
+    input_tokens: int
+    logprobs: tuple[float, ...]
+
+
+def auto_batch_size(device: str) -> int:
+    # On a CPU larger batches stop paying off beyond ~16 rows of a small model;
+    # on a GPU a 135M-1B model fits far more, and larger batches keep it busy.
+    return 16 if device == "cpu" else 64
+
+
+class Engine:
+    """A loaded model with its tokenizer, measured by the session's meter."""
+
+    def __init__(
+        self, spec: ModelSpec, model: Any, tokenizer: Any, *, device: str, meter: EnergyMeter,
+        batch_size: int | None = None,
+    ) -> None:
+        import torch
+
+        self._torch = torch
+        self.spec = spec
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.meter = meter
+        self.batch_size = batch_size or auto_batch_size(device)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        self.stop_ids = sorted(_stop_token_ids(model, tokenizer))
+        self._sync: Callable[[], None] | None = (
+            torch.cuda.synchronize if device.startswith("cuda") else None
+        )
+        # transformers renamed past_key_values to cache (5.x); only the last
+        # position's logits are needed, which saves a vocabulary-sized matmul
+        # per prompt token where the model supports it.
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._last_logits: dict[str, int] = (
+            {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        )
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        # The first forward pass pays one-off costs (kernel selection, memory
+        # pools) that belong to no evaluation; run it outside any window.
+        enc = self._encode(["warm up"])
+        with self._torch.inference_mode():
+            self.model(**enc, use_cache=False, **self._last_logits)
+
+    @classmethod
+    def load(
+        cls, spec: ModelSpec, *, device: str, meter: EnergyMeter, batch_size: int | None = None,
+        cache_dir: Any = None,
+    ) -> Engine:
+        model, tokenizer = load_model(spec, device=device, cache_dir=cache_dir)
+        return cls(spec, model, tokenizer, device=device, meter=meter, batch_size=batch_size)
+
+    # -- prompts -------------------------------------------------------------
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def prompt(self, user: str, assistant_prefix: str = "") -> str:
+        """The text the model sees: the chat template when the model has one."""
+        if not self.has_chat_template:
+            return user + assistant_prefix
+        text: str = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
+        return text + assistant_prefix
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def fingerprint(self) -> dict[str, str]:
+        return {
+            "model": self.spec.label,
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": self.device,
+            "torch": self._torch.__version__,
+            "transformers": importlib.metadata.version("transformers"),
+        }
+
+    # -- scoring ---------------------------------------------------------------
+    def score(self, prompts: Sequence[str], candidates: Sequence[str], ledger: Ledger) -> list[Scored]:
+        """Log-probability of each candidate's first token as the next token of each prompt."""
+        torch = self._torch
+        ids = [self._first_token(c) for c in candidates]
+        out: list[Scored | None] = [None] * len(prompts)
+        for batch in self._batches(prompts):
+            enc = self._encode([prompts[i] for i in batch])
+            lengths = enc["attention_mask"].sum(dim=1).tolist()
+            with torch.inference_mode(), self.meter.window(self._sync) as w:
+                logits = self.model(**enc, use_cache=False, **self._last_logits).logits[:, -1, :]
+                logprobs = torch.log_softmax(logits.float(), dim=-1)[:, ids].tolist()
+                for n in lengths:
+                    w.account("prefill", n, 0)
+            ledger.prefill_j += w.energy_j
+            ledger.duration_s += w.duration_s
+            for row, i in enumerate(batch):
+                out[i] = Scored(int(lengths[row]), tuple(logprobs[row]))
+        return [s for s in out if s is not None]
+
+    # -- generation --------------------------------------------------------------
+    def generate(
+        self, prompts: Sequence[str], ledger: Ledger, *, max_new_tokens: int, samples: int = 1,
+        temperature: float = 0.0, seed: int = 0,
+    ) -> list[Generated]:
+        """Greedy (temperature 0) or sampled continuations, ``samples`` per prompt."""
+        gen = self._torch.Generator(device=self.device).manual_seed(seed)
+        out: list[Generated | None] = [None] * len(prompts)
+        rows_per_batch = max(1, self.batch_size // samples)
+        for batch in self._batches(prompts, rows_per_batch):
+            results = self._generate_batch(
+                [prompts[i] for i in batch], ledger, max_new_tokens, samples, temperature, gen
+            )
+            for i, result in zip(batch, results, strict=True):
+                out[i] = result
+        return [g for g in out if g is not None]
+
+    def _generate_batch(
+        self, prompts: list[str], ledger: Ledger, max_new_tokens: int, samples: int,
+        temperature: float, gen: Any,
+    ) -> list[Generated]:
+        torch = self._torch
+        enc = self._encode(prompts)
+        mask = enc["attention_mask"]
+        lengths = mask.sum(dim=1).tolist()
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        stop = torch.tensor(self.stop_ids, device=self.device)
+        with torch.inference_mode():
+            with self.meter.window(self._sync) as w:
+                result = self.model(
+                    **enc, position_ids=positions, use_cache=True, **self._last_logits
+                )
+                for n in lengths:
+                    w.account("prefill", n, 0)
+            ledger.prefill_j += w.energy_j
+            ledger.duration_s += w.duration_s
+            cache, logits = getattr(result, self._cache_arg), result.logits[:, -1, :]
+            if samples > 1:
+                # One prompt pass serves every sample: expand the cache, not the prompt.
+                cache.batch_repeat_interleave(samples)
+                logits = logits.repeat_interleave(samples, dim=0)
+                mask = mask.repeat_interleave(samples, dim=0)
+                positions = positions.repeat_interleave(samples, dim=0)
+            rows = torch.arange(logits.shape[0], device=self.device)
+            last_pos = positions[:, -1]
+            tokens: list[list[int]] = [[] for _ in range(logits.shape[0])]
+            stopped = [False] * logits.shape[0]
+            with self.meter.window(self._sync) as w:
+                for step in range(max_new_tokens):
+                    nxt = self._pick(logits, temperature, gen)
+                    for r, t in zip(rows.tolist(), nxt.tolist(), strict=True):
+                        tokens[r].append(t)
+                    done = torch.isin(nxt, stop)
+                    for r in rows[done].tolist():
+                        stopped[r] = True
+                    keep = ~done
+                    if step == max_new_tokens - 1 or not bool(keep.any()):
+                        break
+                    if not bool(keep.all()):
+                        idx = keep.nonzero().squeeze(1)
+                        cache.batch_select_indices(idx)
+                        rows, nxt, mask, last_pos = rows[idx], nxt[idx], mask[idx], last_pos[idx]
+                    mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                    last_pos = last_pos + 1
+                    logits = self.model(
+                        input_ids=nxt[:, None], attention_mask=mask,
+                        position_ids=last_pos[:, None], use_cache=True,
+                        **{self._cache_arg: cache},
+                    ).logits[:, -1, :]
+                for r, toks in enumerate(tokens):
+                    w.account("decode", int(lengths[r // samples]), len(toks))
+            ledger.decode_j += w.energy_j
+            ledger.duration_s += w.duration_s
+        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return [
+            Generated(
+                input_tokens=int(lengths[p]),
+                samples=tuple(
+                    Generation(texts[r], len(tokens[r]), stopped[r])
+                    for r in range(p * samples, (p + 1) * samples)
+                ),
+            )
+            for p in range(len(prompts))
+        ]
+
+    # -- helpers -------------------------------------------------------------------
+    def _pick(self, logits: Any, temperature: float, gen: Any) -> Any:
+        torch = self._torch
+        if temperature <= 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=gen).squeeze(1)
+
+    def _encode(self, prompts: Sequence[str]) -> Any:
+        enc = self.tokenizer(
+            list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+    def _first_token(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return int(ids[0])
+
+    def _batches(self, prompts: Sequence[str], size: int | None = None) -> list[list[int]]:
+        # Sorting by length keeps padding (wasted compute) low; callers get
+        # results back in their own order.
+        size = size or self.batch_size
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return ids

