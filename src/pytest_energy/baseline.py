@@ -1,0 +1,455 @@
+"""The baseline store: one JSON file of reference results, keyed by test id.
+
+The file is an envelope ``{"schema": 1, "plugin_version": ..., "entries": {...}}``
+written with sorted keys, ``indent=2``, a trailing newline and floats rounded to
+six significant digits, so a pull request that refreshes a baseline shows a small
+diff. Each entry keeps the hardware fingerprint, the meter and whether the
+energy is estimated, the per-repeat samples the gate's statistics need, a summary
+for humans, and an identity of the question set.
+
+A missing file is an empty store. A corrupt file, a schema this version does not
+read, or a malformed entry is a :class:`BaselineError` naming the file (and the
+entry) and the fix; it is never silently replaced. Writes are atomic and merge
+with what is on disk at that moment, so two sessions recording different tests
+keep both; a partial run never deletes entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_energy import __version__
+from pytest_energy.errors import BaselineError
+from pytest_energy.metrics import EvalResult
+
+SCHEMA_VERSION = 1
+SIGNIFICANT_DIGITS = 6
+# Measured per repeat; the rest are counts that are the same in every repeat.
+REPEAT_METRICS = (
+    "energy_j",
+    "prefill_j",
+    "decode_j",
+    "j_per_token",
+    "j_per_output_token",
+    "j_per_question",
+)
+COUNT_METRICS = ("output_tokens", "accuracy", "questions")
+LOCK_TIMEOUT_S = 90.0
+STALE_LOCK_S = 60.0  # a write takes milliseconds; an older lock is left over
+_FIX_ENTRY = "fix or delete this entry, then re-record it with --energy-update-baseline"
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    """The reference result of one test.
+
+    ``samples`` maps a metric to its per-repeat values (count metrics have one
+    value). ``question_set`` identifies the questions asked (same id = same
+    questions in the same order); ``correct_vector`` has one ``1``/``0`` per
+    question; ``output_tokens_sd`` is the spread of output tokens per question.
+    """
+
+    model: str
+    strategy: str
+    meter: str
+    estimated: bool
+    fingerprint: Mapping[str, str]
+    samples: Mapping[str, tuple[float, ...]]
+    questions: int
+    correct: int
+    question_set: str
+    correct_vector: str = ""
+    output_tokens_sd: float = 0.0
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+    def median(self, metric: str) -> float | None:
+        values = self.samples.get(metric, ())
+        return statistics.median(values) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "strategy": self.strategy,
+            "meter": self.meter,
+            "estimated": self.estimated,
+            "fingerprint": dict(self.fingerprint),
+            "samples": {k: [_round(v) for v in vs] for k, vs in self.samples.items()},
+            "questions": {
+                "count": self.questions,
+                "correct": self.correct,
+                "set": self.question_set,
+                "correct_vector": self.correct_vector,
+                "output_tokens_sd": _round(self.output_tokens_sd),
+            },
+            "summary": _rounded(dict(self.summary)),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BaselineEntry:
+        """Validate one stored entry; a problem is a ``ValueError`` describing it."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"must be an object, got {type(data).__name__}")
+        _require(
+            data, ("model", "strategy", "meter", "estimated", "fingerprint", "samples", "questions")
+        )
+        for key in ("model", "strategy", "meter"):
+            if not isinstance(data[key], str):
+                raise ValueError(f"'{key}' must be a string")
+        if not isinstance(data["estimated"], bool):
+            raise ValueError("'estimated' must be true or false")
+        fingerprint = data["fingerprint"]
+        if not isinstance(fingerprint, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in fingerprint.items()
+        ):
+            raise ValueError("'fingerprint' must map names to strings")
+        samples = _samples(data["samples"])
+        questions = data["questions"]
+        if not isinstance(questions, Mapping):
+            raise ValueError("'questions' must be an object")
+        _require(questions, ("count", "correct", "set"), "questions.")
+        if not isinstance(questions["set"], str):
+            raise ValueError("'questions.set' must be a string")
+        count, correct = questions["count"], questions["correct"]
+        if not _is_int(count) or not _is_int(correct) or not 0 <= correct <= count:
+            raise ValueError("'questions.count' and 'questions.correct' must be counts")
+        vector = questions.get("correct_vector", "")
+        if (
+            not isinstance(vector, str)
+            or (vector and len(vector) != count)
+            or set(vector) - {"0", "1"}
+        ):
+            raise ValueError("'questions.correct_vector' must be one 0/1 per question")
+        sd = questions.get("output_tokens_sd", 0.0)
+        if not _is_number(sd) or sd < 0:
+            raise ValueError("'questions.output_tokens_sd' must be a non-negative number")
+        summary = data.get("summary", {})
+        if not isinstance(summary, Mapping):
+            raise ValueError("'summary' must be an object")
+        return cls(
+            model=data["model"],
+            strategy=data["strategy"],
+            meter=data["meter"],
+            estimated=data["estimated"],
+            fingerprint=dict(fingerprint),
+            samples=samples,
+            questions=int(count),
+            correct=int(correct),
+            question_set=questions["set"],
+            correct_vector=vector,
+            output_tokens_sd=float(sd),
+            summary=dict(summary),
+        )
+
+
+def question_set_id(result: EvalResult) -> str:
+    """An identity of the questions asked, in order.
+
+    The engine may put a stable id in ``details["question_set"]`` (e.g. a hash of
+    the question texts); otherwise this hashes each record's subject and gold
+    letter, which the seeded stratified sample reproduces exactly.
+    """
+    given = result.details.get("question_set")
+    if isinstance(given, str) and given:
+        return given
+    text = "\n".join(f"{r.subject}\t{r.gold}" for r in result.records)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def entry_from_result(result: EvalResult) -> BaselineEntry:
+    """The baseline entry that records ``result`` (floats already rounded for storage).
+
+    Raises :class:`BaselineError` for a result without finite measured repeats,
+    which could not be read back.
+    """
+    samples: dict[str, tuple[float, ...]] = {}
+    for metric in REPEAT_METRICS:
+        values = result.samples(metric)
+        if values:
+            samples[metric] = tuple(_round(v) for v in values)
+    if not samples.get("energy_j") or not all(map(_is_number, samples["energy_j"])):
+        raise BaselineError(
+            f"{result.test_id or result.model}: no finite measured repeats to record "
+            f"(energy samples {list(result.energy_samples_j)}); fix the measurement first"
+        )
+    samples["output_tokens"] = (float(result.output_tokens),)
+    samples["accuracy"] = (_round(result.accuracy),)
+    samples["questions"] = (float(result.questions),)
+    tokens = [r.output_tokens for r in result.records]
+    return BaselineEntry(
+        model=result.model,
+        strategy=result.strategy,
+        meter=result.meter,
+        estimated=result.estimated,
+        fingerprint=dict(result.fingerprint),
+        samples=samples,
+        questions=result.questions,
+        correct=result.correct,
+        question_set=question_set_id(result),
+        correct_vector="".join("1" if r.correct else "0" for r in result.records),
+        output_tokens_sd=_round(statistics.stdev(tokens)) if len(tokens) > 1 else 0.0,
+        summary=_rounded(result.summary()),
+    )
+
+
+@dataclass(frozen=True)
+class BaselineChanges:
+    """What an update did, per test id."""
+
+    new: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    def describe(self, path: Path) -> str:
+        return (
+            f"baseline {path}: {len(self.new)} new, {len(self.updated)} updated, "
+            f"{len(self.unchanged)} unchanged"
+        )
+
+
+@dataclass(frozen=True)
+class BaselineStore:
+    """The entries of one baseline file; values, never mutated in place.
+
+    ``dirty`` names the entries this session set with :meth:`updated`; only they
+    overwrite what is on disk when :meth:`write` merges.
+    """
+
+    entries: Mapping[str, BaselineEntry] = field(default_factory=dict)
+    plugin_version: str = __version__
+    dirty: frozenset[str] = frozenset()
+
+    @classmethod
+    def load(cls, path: Path) -> BaselineStore:
+        """Read ``path``; a missing file is an empty store, a bad one a BaselineError."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls()
+        except OSError as exc:
+            raise BaselineError(
+                f"{path}: cannot read the baseline ({exc.strerror or exc}); "
+                "check its permissions or give another path with --energy-baseline"
+            ) from None
+        return cls.parse(text, path)
+
+    @classmethod
+    def parse(cls, text: str, path: Path) -> BaselineStore:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            hint = " (it contains merge-conflict markers)" if "<<<<<<<" in text else ""
+            raise BaselineError(
+                f"{path}: not valid JSON{hint}: {exc.msg} at line {exc.lineno}; repair it, "
+                "or delete it and re-record with --energy-update-baseline"
+            ) from None
+        if not isinstance(data, Mapping) or "schema" not in data:
+            raise BaselineError(
+                f"{path}: not a pytest-energy baseline (no 'schema' field); "
+                "point --energy-baseline at a baseline file, or delete it and re-record"
+            )
+        schema = data["schema"]
+        if schema != SCHEMA_VERSION:
+            newer = _is_int(schema) and schema > SCHEMA_VERSION
+            fix = (
+                "upgrade pytest-energy"
+                if newer
+                else "delete it and re-record with --energy-update-baseline"
+            )
+            raise BaselineError(
+                f"{path}: baseline schema {schema!r} is not readable by pytest-energy "
+                f"{__version__} (schema {SCHEMA_VERSION}); {fix}"
+            )
+        raw_entries = data.get("entries", {})
+        if not isinstance(raw_entries, Mapping):
+            raise BaselineError(
+                f"{path}: 'entries' must be an object keyed by test id; "
+                "repair it, or delete the file and re-record with --energy-update-baseline"
+            )
+        entries: dict[str, BaselineEntry] = {}
+        for key, raw in raw_entries.items():
+            try:
+                entries[key] = BaselineEntry.from_dict(raw)
+            except ValueError as exc:
+                raise BaselineError(f"{path}: entry {key!r}: {exc}; {_FIX_ENTRY}") from None
+        version = data.get("plugin_version")
+        return cls(entries=entries, plugin_version=str(version or __version__))
+
+    def get(self, test_id: str) -> BaselineEntry | None:
+        return self.entries.get(test_id)
+
+    def updated(
+        self, entries: Mapping[str, BaselineEntry]
+    ) -> tuple[BaselineStore, BaselineChanges]:
+        """A store with ``entries`` set (others kept), and how each one changed."""
+        new: list[str] = []
+        changed: list[str] = []
+        same: list[str] = []
+        for key, entry in entries.items():
+            old = self.entries.get(key)
+            (new if old is None else same if old == entry else changed).append(key)
+        merged = {**self.entries, **entries}
+        store = BaselineStore(merged, __version__, self.dirty | frozenset(entries))
+        return store, BaselineChanges(
+            tuple(sorted(new)), tuple(sorted(changed)), tuple(sorted(same))
+        )
+
+    def unused(self, ran_ids: Iterable[str]) -> tuple[str, ...]:
+        """Entries no test of this run exercised (worth a warning; never deleted)."""
+        ran = set(ran_ids)
+        return tuple(sorted(key for key in self.entries if key not in ran))
+
+    def to_text(self) -> str:
+        envelope = {
+            "schema": SCHEMA_VERSION,
+            "plugin_version": self.plugin_version,
+            "entries": {key: entry.to_dict() for key, entry in self.entries.items()},
+        }
+        return json.dumps(envelope, indent=2, sort_keys=True) + "\n"
+
+    def write(self, path: Path) -> BaselineStore:
+        """Merge the dirty entries into the file as it is now, atomically; returns the result.
+
+        The file is re-read under a lock right before writing, so sessions that
+        record different tests keep each other's entries.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _lock(path):
+            current = BaselineStore.load(path) if path.exists() else self
+            if not self.dirty and path.exists():
+                return current
+            entries = dict(current.entries)
+            entries.update({key: self.entries[key] for key in self.dirty})
+            merged = BaselineStore(entries, __version__)
+            _atomic_write(path, merged.to_text())
+        return merged
+
+
+def fingerprint_diff(base: Mapping[str, str], head: Mapping[str, str]) -> list[str]:
+    """The fields that differ, as ``"gpu: 'A100' -> 'H100'"`` (sorted by field)."""
+    out = []
+    for key in sorted(set(base) | set(head)):
+        old, new = base.get(key), head.get(key)
+        if old != new:
+            shown_old = "missing" if old is None else repr(old)
+            shown_new = "missing" if new is None else repr(new)
+            out.append(f"{key}: {shown_old} -> {shown_new}")
+    return out
+
+
+def baseline_mismatch(entry: BaselineEntry, result: EvalResult) -> str | None:
+    """Why ``result`` cannot be compared with ``entry``, or None when it can."""
+    if entry.estimated != result.estimated:
+        kinds = {True: "estimated", False: "measured"}
+        return (
+            f"baseline energy is {kinds[entry.estimated]} ({entry.meter}) but this run's is "
+            f"{kinds[result.estimated]} ({result.meter}); estimates are never compared with "
+            "measurements: use the baseline's meter, or re-record with --energy-update-baseline"
+        )
+    diffs = fingerprint_diff(entry.fingerprint, result.fingerprint)
+    if entry.meter != result.meter and not any(d.startswith("meter:") for d in diffs):
+        diffs.insert(0, f"meter: {entry.meter!r} -> {result.meter!r}")
+    if not diffs:
+        return None
+    return (
+        f"baseline was recorded on a different setup ({'; '.join(diffs)}); "
+        "run on the same hardware and software, or re-record with --energy-update-baseline"
+    )
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _round(value: float) -> float:
+    if not math.isfinite(value) or value == 0:
+        return float(value)
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return _round(value)
+    if isinstance(value, Mapping):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(data: Mapping[str, Any], keys: Iterable[str], prefix: str = "") -> None:
+    missing = [f"'{prefix}{k}'" for k in keys if k not in data]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+
+
+def _samples(raw: Any) -> dict[str, tuple[float, ...]]:
+    if not isinstance(raw, Mapping):
+        raise ValueError("'samples' must map metric names to lists of numbers")
+    out: dict[str, tuple[float, ...]] = {}
+    for metric, values in raw.items():
+        if not isinstance(values, list) or not values or not all(map(_is_number, values)):
+            raise ValueError(f"'samples.{metric}' must be a non-empty list of finite numbers")
+        out[str(metric)] = tuple(float(v) for v in values)
+    if "energy_j" not in out:
+        raise ValueError("'samples.energy_j' is missing")
+    return out
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """A lock file beside ``path`` (portable O_EXCL create), removed on exit."""
+    lock = path.with_name(path.name + ".lock")
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+                    lock.unlink(missing_ok=True)  # left behind by a killed session
+                    continue
+            except FileNotFoundError:
+                continue
+            if time.monotonic() > deadline:
+                raise BaselineError(
+                    f"{lock}: another session has held the baseline lock for over "
+                    f"{LOCK_TIMEOUT_S:.0f} s; if no pytest run is writing, delete the lock file"
+                ) from None
+            time.sleep(0.02)
+    try:
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

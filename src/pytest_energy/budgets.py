@@ -1,0 +1,386 @@
+"""Energy and accuracy budgets: the YAML budgets file and ``@pytest.mark.energy``.
+
+A budgets file looks like this::
+
+    defaults: {tolerance: 10%, max_j_per_token: 0.05}
+    tests:
+      - match: "tests/test_mmlu.py::test_strategy[cot]"   # a test id or an fnmatch glob
+        max_j_per_question: 40
+      - model: smollm2-135m
+        strategy: "vote:*"
+        min_accuracy: 0.2
+
+Budget keys: ``max_j_per_token``, ``max_j_per_question`` (joules), ``min_accuracy``
+(a fraction 0..1 or a percentage such as ``"40%"``), ``max_output_tokens`` (mean
+output tokens per question) and ``tolerance`` (the allowed baseline regression,
+``"10%"``). A ``tests`` entry selects tests with any of ``match`` (the pytest node
+id, exactly or as an fnmatch glob; note that ``[...]`` in a glob is a character
+class, while an exact id always matches literally), ``model`` and ``strategy``
+(exact or glob; a strategy pattern without ``:`` also matches the strategy's name,
+so ``cot`` matches ``cot:max_tokens=256``). Every selector given must match.
+
+Precedence, lowest first: ``defaults`` < matching ``tests`` entries in file order <
+the marker's keyword arguments. A tolerance missing from all of them falls back
+to ``--energy-tolerance``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_energy.errors import ConfigError
+from pytest_energy.metrics import EvalResult
+from pytest_energy.outcome import Check
+from pytest_energy.settings import Tolerance
+
+BUDGET_KEYS = (
+    "max_j_per_token",
+    "max_j_per_question",
+    "min_accuracy",
+    "max_output_tokens",
+    "tolerance",
+)
+SELECTOR_KEYS = ("match", "model", "strategy")
+TOP_KEYS = ("defaults", "tests")
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The budgets that apply to one evaluation; ``None`` means no budget.
+
+    Energy budgets are joules (``max_j_per_token``, ``max_j_per_question``);
+    ``min_accuracy`` is a fraction; ``max_output_tokens`` bounds the mean output
+    tokens per question; ``tolerance`` overrides ``--energy-tolerance``.
+    """
+
+    max_j_per_token: float | None = None
+    max_j_per_question: float | None = None
+    min_accuracy: float | None = None
+    max_output_tokens: float | None = None
+    tolerance: Tolerance | None = None
+
+    def merged(self, override: Budgets) -> Budgets:
+        """These budgets with every value that ``override`` sets replaced."""
+        changes = {
+            f.name: getattr(override, f.name)
+            for f in fields(override)
+            if getattr(override, f.name) is not None
+        }
+        return replace(self, **changes)
+
+    def tolerance_or(self, default: Tolerance) -> Tolerance:
+        """The tolerance to gate with: this one if set, else ``default`` (the option)."""
+        return self.tolerance if self.tolerance is not None else default
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+
+@dataclass(frozen=True)
+class BudgetRule:
+    """One ``tests`` entry: selectors (all given ones must match) and its budgets."""
+
+    budgets: Budgets
+    match: str | None = None
+    model: str | None = None
+    strategy: str | None = None
+
+    def applies(self, test_id: str, model: str, strategy: str) -> bool:
+        if self.match is not None and not _glob(test_id, self.match):
+            return False
+        if self.model is not None and not _glob(model, self.model):
+            return False
+        if self.strategy is None or _glob(strategy, self.strategy):
+            return True
+        # A bare name ("cot") also selects that strategy with options ("cot:max_tokens=64").
+        return ":" not in self.strategy and _glob(strategy.partition(":")[0], self.strategy)
+
+
+@dataclass(frozen=True)
+class BudgetsFile:
+    """A parsed budgets file (or none: ``BudgetsFile()`` has no budgets at all)."""
+
+    path: Path | None = None
+    defaults: Budgets = Budgets()
+    rules: tuple[BudgetRule, ...] = ()
+
+    @classmethod
+    def load(cls, path: Path) -> BudgetsFile:
+        """Read and validate ``path``; every problem is a :class:`ConfigError`."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"{path}: cannot read the budgets file ({exc.strerror or exc}); "
+                "check the path given to --energy-budget"
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the syntax"
+            ) from None
+        return cls.parse(data, path)
+
+    @classmethod
+    def parse(cls, data: Any, path: Path) -> BudgetsFile:
+        """Validate already-loaded YAML data; ``path`` only names the file in errors."""
+        if data is None:
+            return cls(path=path)
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"{path}: the budgets file must be a mapping with 'defaults' and/or 'tests', "
+                f"got {_kind(data)}; see the example in the pytest-energy README"
+            )
+        where = _Where(str(path))
+        for key in data:
+            _check_key(where, str(key), TOP_KEYS)
+        defaults = Budgets()
+        if data.get("defaults") is not None:
+            raw = data["defaults"]
+            if not isinstance(raw, Mapping):
+                raise where.error(
+                    "defaults",
+                    f"must be a mapping of budgets, got {_kind(raw)}",
+                    f"allowed keys: {', '.join(BUDGET_KEYS)}",
+                )
+            defaults = _parse_budgets(where, "defaults", raw, BUDGET_KEYS)
+        rules: list[BudgetRule] = []
+        tests = data.get("tests")
+        if tests is not None:
+            if not isinstance(tests, list):
+                raise where.error(
+                    "tests",
+                    f"must be a list of entries, got {_kind(tests)}",
+                    "write each entry as '- match: ...' on its own line",
+                )
+            for index, raw in enumerate(tests):
+                rules.append(_parse_rule(where, f"tests[{index}]", raw))
+        return cls(path=path, defaults=defaults, rules=tuple(rules))
+
+    def budgets_for(
+        self,
+        test_id: str,
+        model: str,
+        strategy: str,
+        marker_kwargs: Mapping[str, Any] | None = None,
+    ) -> Budgets:
+        """Budgets of one evaluation: defaults < matching entries in order < the marker."""
+        merged = self.defaults
+        for rule in self.rules:
+            if rule.applies(test_id, model, strategy):
+                merged = merged.merged(rule.budgets)
+        if marker_kwargs:
+            merged = merged.merged(marker_budgets(test_id, marker_kwargs))
+        return merged
+
+
+def marker_budgets(test_id: str, kwargs: Mapping[str, Any]) -> Budgets:
+    """Validate the keyword arguments of ``@pytest.mark.energy`` on ``test_id``."""
+    return _parse_budgets(_Where(f"{test_id}: @pytest.mark.energy"), "", kwargs, BUDGET_KEYS)
+
+
+def check_budgets(result: EvalResult, budgets: Budgets) -> tuple[Check, ...]:
+    """One Check per budget that is set (passed or breached), with one-line messages."""
+    where = f"({result.strategy}, {result.model}, meter={result.meter}" + (
+        ", estimated)" if result.estimated else ")"
+    )
+    checks: list[Check] = []
+    jpt, jpq, tokens = result.j_per_token, result.j_per_question, result.output_tokens_per_question
+    if budgets.max_j_per_token is not None and jpt is not None:
+        limit = budgets.max_j_per_token
+        breached = jpt > limit
+        verb = "exceeds" if breached else "is within"
+        text = f"energy per token {sig(jpt)} J {verb} budget {sig(limit)} J"
+        checks.append(Check("budget", "j_per_token", jpt, limit, not breached, f"{text} {where}"))
+    if budgets.max_j_per_question is not None and jpq is not None:
+        limit = budgets.max_j_per_question
+        breached = jpq > limit
+        verb = "exceeds" if breached else "is within"
+        text = f"energy per question {sig(jpq)} J {verb} budget {sig(limit)} J"
+        checks.append(
+            Check("budget", "j_per_question", jpq, limit, not breached, f"{text} {where}")
+        )
+    if budgets.min_accuracy is not None and result.questions:
+        limit = budgets.min_accuracy
+        breached = result.accuracy < limit
+        low, high = result.accuracy_ci
+        verb = "is below" if breached else "meets"
+        text = (
+            f"accuracy {result.accuracy:.1%} ({result.correct}/{result.questions}, "
+            f"95% CI {low:.1%}-{high:.1%}) {verb} budget {limit:.1%}"
+        )
+        checks.append(
+            Check("budget", "accuracy", result.accuracy, limit, not breached, f"{text} {where}")
+        )
+    if budgets.max_output_tokens is not None and tokens is not None:
+        limit = budgets.max_output_tokens
+        breached = tokens > limit
+        verb = "exceeds" if breached else "is within"
+        text = f"mean output tokens per question {tokens:.1f} {verb} budget {limit:g}"
+        checks.append(
+            Check(
+                "budget",
+                "output_tokens_per_question",
+                tokens,
+                limit,
+                not breached,
+                f"{text} {where}",
+            )
+        )
+    return tuple(checks)
+
+
+def sig(x: float) -> str:
+    """Three significant digits (``0.0120``, ``0.840``, ``40.0``), whole numbers from 1000."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:#.3g}"
+
+
+# -- validation --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Where:
+    source: str
+
+    def error(self, key_path: str, problem: str, fix: str) -> ConfigError:
+        at = f"{self.source}: {key_path}" if key_path else self.source
+        return ConfigError(f"{at}: {problem}; {fix}")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _check_key(where: _Where, key: str, allowed: Sequence[str], prefix: str = "") -> None:
+    if key in allowed:
+        return
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise where.error(
+        _join(prefix, key), f"unknown key{hint}", f"allowed keys: {', '.join(allowed)}"
+    )
+
+
+def _parse_rule(where: _Where, prefix: str, raw: Any) -> BudgetRule:
+    allowed = SELECTOR_KEYS + BUDGET_KEYS
+    if not isinstance(raw, Mapping):
+        raise where.error(
+            prefix, f"must be a mapping, got {_kind(raw)}", f"allowed keys: {', '.join(allowed)}"
+        )
+    for key in raw:
+        _check_key(where, str(key), allowed, prefix)
+    selectors: dict[str, str] = {}
+    for key in SELECTOR_KEYS:
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, str) or not value.strip():
+                raise where.error(
+                    _join(prefix, key),
+                    f"must be a non-empty string, got {value!r}",
+                    "give a test id, model or strategy, or an fnmatch glob",
+                )
+            selectors[key] = value.strip()
+    if not selectors:
+        raise where.error(
+            prefix,
+            "selects no tests",
+            "add at least one of match, model, strategy (use 'defaults' for all)",
+        )
+    budgets = _parse_budgets(where, prefix, raw, allowed)
+    return BudgetRule(budgets=budgets, **selectors)
+
+
+def _parse_budgets(
+    where: _Where, prefix: str, raw: Mapping[Any, Any], allowed: Sequence[str]
+) -> Budgets:
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key)
+        _check_key(where, name, allowed, prefix)
+        if name not in BUDGET_KEYS:
+            continue
+        values[name] = _VALIDATORS[name](where, _join(prefix, name), value)
+    return Budgets(**values)
+
+
+def _number(where: _Where, key_path: str, value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise where.error(key_path, f"must be a number, got {value!r}", f"give {what}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise where.error(key_path, f"must be positive, got {value!r}", f"give {what}")
+    return number
+
+
+def _joules(where: _Where, key_path: str, value: Any) -> float:
+    return _number(where, key_path, value, "a positive number of joules, e.g. 0.05")
+
+
+def _tokens(where: _Where, key_path: str, value: Any) -> float:
+    return _number(where, key_path, value, "the most mean output tokens per question, e.g. 256")
+
+
+def _accuracy(where: _Where, key_path: str, value: Any) -> float:
+    fix = "give a fraction between 0 and 1 (0.4 means 40%) or a percentage such as '40%'"
+    number: float | None = None
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            number = float(value.strip()[:-1]) / 100
+        except ValueError:
+            number = None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    if number is None or not (0.0 <= number <= 1.0):
+        raise where.error(key_path, f"invalid accuracy {value!r}", fix)
+    return number
+
+
+def _tolerance(where: _Where, key_path: str, value: Any) -> Tolerance:
+    fix = "give a percentage such as '10%' (a number below 1 is a fraction: 0.1 is 10%)"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise where.error(key_path, f"invalid tolerance {value!r}", fix)
+    try:
+        return Tolerance.parse(value)
+    except ValueError:
+        raise where.error(key_path, f"invalid tolerance {value!r}", fix) from None
+
+
+_VALIDATORS: dict[str, Callable[[_Where, str, Any], Any]] = {
+    "max_j_per_token": _joules,
+    "max_j_per_question": _joules,
+    "min_accuracy": _accuracy,
+    "max_output_tokens": _tokens,
+    "tolerance": _tolerance,
+}
+
+
+def _glob(value: str, pattern: str) -> bool:
+    return value == pattern or fnmatchcase(value, pattern)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return f"a {type(value).__name__}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or "syntax error"
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(problem)

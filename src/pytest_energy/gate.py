@@ -1,0 +1,465 @@
+"""The regression gate: budgets (absolute) and baseline comparison (relative).
+
+A metric regresses only when all three hold, in its bad direction (energy and
+tokens up, accuracy down):
+
+1. the relative change of the medians exceeds the tolerance (``--energy-tolerance``,
+   10% by default): the change matters;
+2. the absolute change exceeds the tolerance's absolute floor;
+3. the evidence says it is not noise. Energy metrics with at least ``MIN_SAMPLES``
+   repeats per side: a one-sided exact Mann-Whitney U test (mid-ranks for ties,
+   exact permutation distribution; normal approximation beyond ``EXACT_LIMIT``
+   values) rejects "same distribution" at ``ALPHA`` = 0.05, after setting aside
+   outlying repeats on each side (modified z-score above 3.5, Iglewicz-Hoaglin,
+   keeping at least ``MIN_SAMPLES``).
+
+Why: the medians' change is the estimate a reader sees and the tolerance says how
+much change matters; the rank test removes false alarms where noisy repeats push
+the medians apart, and is distribution-free. Without the outlier screen one
+disturbed baseline repeat above every head repeat hides a 30% regression from a
+5-vs-5 test. A stricter rule (lower confidence bound beyond 1 + tolerance) finds
+a 20% regression with 5 repeats far less than 95% of the time. Drift between
+sessions (another day, another GPU of the same model) moves all repeats alike, so
+no within-session test sees it: the tolerance must cover it.
+``benchmarks/gate_quality.py`` measures these rules on simulated meter noise.
+With fewer than ``MIN_SAMPLES`` repeats on a side the tolerance alone decides and
+the check's ``statistic`` says so.
+
+Accuracy on the same questions with greedy decoding is deterministic: the counts
+are compared against the tolerance exactly. With sampling (``vote``, or a
+``temperature``) an exact McNemar test (same questions) or a one-sided Fisher
+exact test (different questions) must agree. Mean output tokens per question
+follow the same rule, with a z-test on the per-question spread when sampled.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pytest_energy.baseline import BaselineEntry, baseline_mismatch, question_set_id
+from pytest_energy.budgets import Budgets, check_budgets, sig
+from pytest_energy.metrics import EvalResult
+from pytest_energy.outcome import BaselineState, Check, Outcome, Status
+from pytest_energy.settings import Tolerance
+
+__all__ = [
+    "ALPHA",
+    "Evidence",
+    "binomial_upper",
+    "check_budgets",
+    "compare",
+    "compare_values",
+    "comparison_notes",
+    "decide",
+    "failure_message",
+    "fisher_less",
+    "is_sampled",
+    "judge",
+    "mann_whitney_greater",
+    "repeat_evidence",
+    "screen_outliers",
+]
+
+ALPHA = 0.05
+MIN_SAMPLES = 3
+EXACT_LIMIT = 30
+OUTLIER_Z = 3.5
+ENERGY_METRICS = ("j_per_token", "j_per_output_token", "j_per_question", "energy_j")
+UPDATE_HINT = "record it with --energy-update-baseline"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a noise test concluded, and a one-line description of it.
+
+    ``p_up`` is the one-sided p-value of "head is larger than base", ``p_down`` of
+    "head is smaller"; None means no noise estimate (the tolerance alone decides).
+    """
+
+    p_up: float | None
+    p_down: float | None
+    text: str
+
+
+# -- statistics ----------------------------------------------------------------
+
+
+def mann_whitney_greater(larger: Sequence[float], smaller: Sequence[float]) -> float:
+    """One-sided p-value of "same distribution" against "``larger`` tends to be larger"."""
+    values = [*larger, *smaller]
+    n_total, m = len(values), len(larger)
+    ranks = _doubled_midranks(values)
+    observed = sum(ranks[:m])
+    if n_total <= EXACT_LIMIT:
+        return _exact_upper_tail(ranks, m, observed)
+    n = n_total - m
+    u = observed / 2 - m * (m + 1) / 2
+    ties = _tie_sizes(values)
+    var = m * n / 12 * ((n_total + 1) - sum(t**3 - t for t in ties) / (n_total * (n_total - 1)))
+    if var <= 0:
+        return 1.0
+    z = (u - m * n / 2 - 0.5) / math.sqrt(var)
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def _doubled_midranks(values: Sequence[float]) -> list[int]:
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = i + j + 2  # twice the mid-rank (1-based), an integer
+        i = j + 1
+    return ranks
+
+
+def _tie_sizes(values: Sequence[float]) -> list[int]:
+    counts: dict[float, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return [c for c in counts.values() if c > 1]
+
+
+def _exact_upper_tail(scores: Sequence[int], m: int, observed: int) -> float:
+    # counts[k][s]: subsets of k scores summing to s (exact permutation null, ties kept).
+    counts: list[dict[int, int]] = [{0: 1}] + [{} for _ in range(m)]
+    for index, score in enumerate(scores):
+        for k in range(min(index + 1, m), 0, -1):
+            target = counts[k]
+            for total, c in counts[k - 1].items():
+                target[total + score] = target.get(total + score, 0) + c
+    hits = sum(c for total, c in counts[m].items() if total >= observed)
+    return hits / math.comb(len(scores), m)
+
+
+def fisher_less(a: int, n1: int, c: int, n2: int) -> float:
+    """One-sided Fisher exact p-value that proportion ``c/n2`` is lower than ``a/n1``."""
+    total, k = n1 + n2, a + c
+    low = max(0, k - n1)
+
+    def log_pmf(x: int) -> float:
+        return _log_comb(k, x) + _log_comb(total - k, n2 - x) - _log_comb(total, n2)
+
+    return min(1.0, sum(math.exp(log_pmf(x)) for x in range(low, c + 1)))
+
+
+def binomial_upper(successes: int, trials: int) -> float:
+    """P(X >= successes) for X ~ Binomial(trials, 1/2) (exact McNemar, one-sided)."""
+    if trials == 0:
+        return 1.0
+    return sum(math.comb(trials, x) for x in range(successes, trials + 1)) / (1 << trials)
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _z_upper(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def is_sampled(strategy: str) -> bool:
+    """Whether a strategy samples (vote, or a non-zero temperature): answers are random."""
+    temperature = re.search(r"temperature=([0-9.eE+-]+)", strategy)
+    if temperature:
+        try:
+            return float(temperature.group(1)) > 0
+        except ValueError:
+            return True
+    return "vote" in strategy
+
+
+# -- comparison ----------------------------------------------------------------
+
+
+def repeat_evidence(base: Sequence[float], head: Sequence[float]) -> Evidence:
+    """Mann-Whitney on per-repeat samples, or a note that there are too few."""
+    n_base, n_head = len(base), len(head)
+    if n_base == 1 and n_head == 1:
+        return Evidence(None, None, "1 sample per side: no noise estimate")
+    if min(n_base, n_head) < MIN_SAMPLES:
+        too_few = f"{n_base} vs {n_head} repeats: too few for a noise estimate"
+        return Evidence(None, None, f"{too_few} (need {MIN_SAMPLES} per side)")
+    kept_base, kept_head = screen_outliers(base), screen_outliers(head)
+    p_up = mann_whitney_greater(kept_head, kept_base)
+    p_down = mann_whitney_greater(kept_base, kept_head)
+    shown = p_up if statistics.median(head) >= statistics.median(base) else p_down
+    dropped = n_base + n_head - len(kept_base) - len(kept_head)
+    aside = f" ({dropped} outlier{'s' if dropped > 1 else ''} set aside)" if dropped else ""
+    text = f"Mann-Whitney {_p(shown)}, {n_base} vs {n_head} repeats{aside}"
+    return Evidence(p_up, p_down, text)
+
+
+def screen_outliers(values: Sequence[float]) -> tuple[float, ...]:
+    """``values`` without those whose modified z-score exceeds ``OUTLIER_Z``.
+
+    The score is 0.6745 |x - median| / MAD; nothing is dropped when the MAD is 0
+    or fewer than ``MIN_SAMPLES`` values would remain.
+    """
+    centre = statistics.median(values)
+    mad = statistics.median(abs(v - centre) for v in values)
+    if mad == 0:
+        return tuple(values)
+    kept = tuple(v for v in values if 0.6745 * abs(v - centre) / mad <= OUTLIER_Z)
+    return kept if len(kept) >= MIN_SAMPLES else tuple(values)
+
+
+def compare_values(
+    metric: str,
+    base: float,
+    head: float,
+    tolerance: Tolerance,
+    evidence: Evidence,
+    *,
+    higher_is_worse: bool = True,
+    alpha: float = ALPHA,
+    shown: tuple[str, str] | None = None,
+) -> Check:
+    """The verdict for one metric, given its medians and the noise evidence."""
+    change = _relative(base, head)
+    worse_change = change if higher_is_worse else -change
+    big = abs(head - base) > tolerance.abs
+    p_worse, p_better = (
+        (evidence.p_up, evidence.p_down) if higher_is_worse else (evidence.p_down, evidence.p_up)
+    )
+    regressed = worse_change > tolerance.rel and big and _significant(p_worse, alpha)
+    improved = -worse_change > tolerance.rel and big and _significant(p_better, alpha)
+    base_text, head_text = shown or (_value(metric, base), _value(metric, head))
+    tol = _tolerance_text(metric, tolerance)
+    detail = f"(base {base_text}, head {head_text}, tolerance {tol}, {evidence.text})"
+    pct = f"{change * 100:+.1f}%"
+    if regressed:
+        message = f"{metric} regressed {pct} {detail}"
+    elif improved:
+        message = f"{metric} improved {pct} {detail}; {UPDATE_HINT}"
+    elif worse_change > tolerance.rel and big:
+        message = f"{metric} {pct} is beyond the tolerance but within noise {detail}"
+    else:
+        message = f"{metric} {pct} within tolerance {detail}"
+    return Check(
+        "baseline",
+        metric,
+        head,
+        base,
+        not regressed,
+        message,
+        change,
+        tolerance.rel,
+        evidence.text,
+        improved,
+    )
+
+
+def compare(
+    result: EvalResult, base: BaselineEntry, tolerance: Tolerance, *, alpha: float = ALPHA
+) -> tuple[Check, ...]:
+    """Compare ``result`` with its baseline entry: one Check per gated metric.
+
+    Call only when :func:`~pytest_energy.baseline.baseline_mismatch` found no
+    mismatch (estimates are never compared with measurements).
+    """
+    same_questions = question_set_id(result) == base.question_set
+    sampled = is_sampled(result.strategy) or is_sampled(base.strategy)
+    checks: list[Check] = []
+    for metric in ENERGY_METRICS:
+        if metric == "energy_j" and not same_questions:
+            continue  # total joules of different question sets say nothing
+        head, old = result.samples(metric), base.samples.get(metric, ())
+        if head and old:
+            medians = statistics.median(old), statistics.median(head)
+            evidence = repeat_evidence(old, head)
+            checks.append(compare_values(metric, *medians, tolerance, evidence, alpha=alpha))
+    if result.questions and base.questions:
+        checks.append(_output_tokens(result, base, tolerance, same_questions, sampled, alpha))
+        checks.append(_accuracy(result, base, tolerance, same_questions, sampled, alpha))
+    return tuple(checks)
+
+
+def comparison_notes(result: EvalResult, base: BaselineEntry) -> tuple[str, ...]:
+    """Facts a reader of a comparison should know (changed model, strategy, questions)."""
+    notes = []
+    if result.model != base.model:
+        notes.append(f"model changed since the baseline: {base.model} -> {result.model}")
+    if result.strategy != base.strategy:
+        notes.append(f"strategy changed since the baseline: {base.strategy} -> {result.strategy}")
+    if question_set_id(result) != base.question_set:
+        notes.append(
+            f"question set differs from the baseline ({base.questions} vs {result.questions} "
+            "questions): accuracy compared as independent samples, energy_j not compared"
+        )
+    return tuple(notes)
+
+
+def _output_tokens(
+    result: EvalResult, base: BaselineEntry, tol: Tolerance, same: bool, sampled: bool, alpha: float
+) -> Check:
+    base_mean = base.samples.get("output_tokens", (0.0,))[0] / base.questions
+    head_mean = result.output_tokens / result.questions
+    if same and not sampled:
+        evidence = Evidence(None, None, _deterministic(result.questions))
+    else:
+        tokens = [r.output_tokens for r in result.records]
+        head_sd = statistics.stdev(tokens) if len(tokens) > 1 else 0.0
+        se = math.sqrt(base.output_tokens_sd**2 / base.questions + head_sd**2 / result.questions)
+        if se == 0:
+            evidence = Evidence(None, None, "no spread in output tokens: tolerance alone")
+        else:
+            z = (head_mean - base_mean) / se
+            p_up, p_down = _z_upper(z), _z_upper(-z)
+            evidence = Evidence(
+                p_up,
+                p_down,
+                f"z-test {_p(p_up if z >= 0 else p_down)}, "
+                f"{base.questions} vs {result.questions} questions",
+            )
+    return compare_values(
+        "output_tokens_per_question", base_mean, head_mean, tol, evidence, alpha=alpha
+    )
+
+
+def _accuracy(
+    result: EvalResult, base: BaselineEntry, tol: Tolerance, same: bool, sampled: bool, alpha: float
+) -> Check:
+    a, n1, c, n2 = base.correct, base.questions, result.correct, result.questions
+    if same and not sampled:
+        evidence = Evidence(None, None, _deterministic(n2))
+    elif same and len(base.correct_vector) == n2:
+        head_vector = ["1" if r.correct else "0" for r in result.records]
+        pairs = list(zip(base.correct_vector, head_vector, strict=True))
+        lost, gained = pairs.count(("1", "0")), pairs.count(("0", "1"))
+        evidence = Evidence(
+            binomial_upper(gained, lost + gained),
+            binomial_upper(lost, lost + gained),
+            f"McNemar exact {_p(binomial_upper(max(lost, gained), lost + gained))}, "
+            f"{lost} lost vs {gained} gained of {n2} questions",
+        )
+    else:
+        p_down, p_up = fisher_less(a, n1, c, n2), fisher_less(c, n2, a, n1)
+        evidence = Evidence(
+            p_up,
+            p_down,
+            f"Fisher exact {_p(p_down if c / n2 <= a / n1 else p_up)}, {n1} vs {n2} questions",
+        )
+    shown = (f"{a / n1:.1%} ({a}/{n1})", f"{c / n2:.1%} ({c}/{n2})")
+    return compare_values(
+        "accuracy", a / n1, c / n2, tol, evidence, higher_is_worse=False, alpha=alpha, shown=shown
+    )
+
+
+# -- budgets and the verdict -----------------------------------------------------
+
+
+def decide(
+    checks: Sequence[Check],
+    accept_reason: str | None = None,
+    *,
+    baseline: BaselineState = "off",
+    notes: Sequence[str] = (),
+    baseline_problem: str | None = None,
+) -> Outcome:
+    """The verdict: fail on any budget breach or regression.
+
+    ``--energy-accept REASON`` turns regressions (and a ``baseline_problem`` such as
+    a missing entry under strict baselines) into "accepted". Budget breaches are
+    never accepted: budgets are absolute limits written in the repository, so
+    changing one is a reviewed edit of the budgets file or marker.
+    """
+    breaches = [c for c in checks if c.kind == "budget" and not c.passed]
+    relative = [c for c in checks if c.kind == "baseline" and not c.passed]
+    all_notes = tuple(notes) + ((baseline_problem,) if baseline_problem else ())
+    status: Status
+    if breaches or ((relative or baseline_problem) and not accept_reason):
+        status = "fail"
+    elif relative or baseline_problem:
+        status = "accepted"
+    else:
+        status = "pass"
+    reason = accept_reason if status == "accepted" else None
+    return Outcome(status, tuple(checks), baseline, all_notes, reason)
+
+
+def judge(
+    result: EvalResult,
+    *,
+    budgets: Budgets,
+    entry: BaselineEntry | None,
+    tolerance: Tolerance,
+    accept_reason: str | None = None,
+    update_baseline: bool = False,
+    strict_baseline: bool = False,
+    alpha: float = ALPHA,
+) -> Outcome:
+    """Everything the plugin checks for one evaluation: budgets, then the baseline."""
+    checks = list(check_budgets(result, budgets))
+    notes: list[str] = []
+    problem: str | None = None
+    state: BaselineState
+    if update_baseline:
+        state = "updated"
+        notes.append("baseline entry will be " + ("recorded" if entry is None else "refreshed"))
+    elif entry is None or (mismatch := baseline_mismatch(entry, result)) is not None:
+        if entry is None:
+            state = "missing"
+            why = "no baseline entry for this test; record one with --energy-update-baseline"
+        else:
+            state = "estimated" if entry.estimated != result.estimated else "mismatch"
+            why = mismatch or ""
+        if strict_baseline:
+            problem = why
+        else:
+            notes.append(why)
+    else:
+        state = "compared"
+        notes.extend(comparison_notes(result, entry))
+        checks.extend(compare(result, entry, budgets.tolerance_or(tolerance), alpha=alpha))
+    return decide(checks, accept_reason, baseline=state, notes=notes, baseline_problem=problem)
+
+
+def failure_message(outcome: Outcome) -> str | None:
+    """The one line for ``pytest.fail(..., pytrace=False)``, or None when nothing fails."""
+    if outcome.status != "fail":
+        return None
+    parts = [c.message for c in outcome.checks if not c.passed]
+    if not parts and outcome.notes:
+        parts = [outcome.notes[-1]]
+    return "; ".join(parts)
+
+
+# -- formatting ------------------------------------------------------------------
+
+
+def _relative(base: float, head: float) -> float:
+    if base == 0:
+        return 0.0 if head == 0 else math.copysign(math.inf, head)
+    return (head - base) / abs(base)
+
+
+def _significant(p: float | None, alpha: float) -> bool:
+    return p is None or p <= alpha
+
+
+def _p(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def _deterministic(questions: int) -> str:
+    return f"deterministic: same {questions} questions, greedy decoding"
+
+
+def _value(metric: str, x: float) -> str:
+    if metric == "output_tokens_per_question":
+        return f"{x:.1f} tokens"
+    if metric == "accuracy":
+        return f"{x:.1%}"
+    return f"{sig(x)} J"
+
+
+def _tolerance_text(metric: str, tolerance: Tolerance) -> str:
+    return str(tolerance) + (f" and {_value(metric, tolerance.abs)}" if tolerance.abs else "")
