@@ -1,0 +1,90 @@
+"""Number formats, labels and the Pareto front every report shares."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_energy.metrics import EvalResult, QuestionRecord
+from pytest_energy.outcome import Check, Outcome
+from pytest_energy.report import (
+    describe_check,
+    device_label,
+    format_accuracy,
+    format_change,
+    format_j,
+    format_sig,
+    pareto_front,
+    verdict,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0.0123456, "0.01235"),
+        (1.23456e-5, "0.00001235"),
+        (9.99996, "10.00"),
+        (123.456, "123.5"),
+        (123456.0, "123456"),
+        (-0.5, "-0.5000"),
+        (0.0, "0"),
+    ],
+)
+def test_joules_have_four_significant_digits_and_no_exponent(value: float, text: str) -> None:
+    assert format_sig(value) == text
+
+
+def test_undefined_ratio_is_a_dash() -> None:
+    assert format_j(None) == "\N{EM DASH}"
+
+
+def test_accuracy_is_a_percentage_with_its_interval() -> None:
+    records = tuple(QuestionRecord("a", "A", "A" if i < 3 else "B", 1, 1) for i in range(4))
+    result = EvalResult(
+        model="m", strategy="s", meter="x", estimated=False, records=records, repeats=()
+    )
+    assert format_accuracy(result) == "75.0% [30.1\N{EN DASH}95.4]"
+
+
+def test_change_is_signed() -> None:
+    assert (format_change(0.12), format_change(-0.035), format_change(0)) == (
+        "+12.0%",
+        "-3.5%",
+        "+0.0%",
+    )
+
+
+def test_pareto_front_keeps_points_no_other_point_beats() -> None:
+    points = [(1.0, 0.5), (2.0, 0.7), (3.0, 0.6), (2.0, 0.7), (0.5, 0.5)]
+    assert pareto_front(points) == [False, True, False, True, True]
+
+
+def test_budget_check_description_shows_the_direction() -> None:
+    over = Check(
+        kind="budget", metric="j_per_token", value=0.84, limit=0.5, passed=False, message=""
+    )
+    under = Check(kind="budget", metric="accuracy", value=0.4, limit=0.5, passed=False, message="")
+    fine = Check(kind="budget", metric="accuracy", value=0.6, limit=0.5, passed=True, message="")
+    assert describe_check(over) == "J/token 0.8400 > 0.5000"
+    assert describe_check(under) == "accuracy 40.0% < 50.0%"
+    assert describe_check(fine) == "accuracy 60.0% >= 50.0%"
+
+
+def test_failed_verdict_names_what_failed() -> None:
+    regression = Check(
+        kind="baseline",
+        metric="j_per_token",
+        value=1,
+        limit=1,
+        passed=False,
+        message="",
+        change=0.2,
+    )
+    assert verdict(Outcome(status="fail", checks=(regression,))) == "fail: regression"
+    assert verdict(Outcome(status="accepted")) == "accepted"
+
+
+def test_device_prefers_the_gpu_name() -> None:
+    assert device_label({"cpu": "EPYC", "gpu": "H200"}) == "H200"
+    assert device_label({"cpu": "EPYC"}) == "EPYC"
+    assert device_label({}) == "unknown"
