@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_energy.meters.base import EnergyMeter
@@ -30,11 +30,16 @@ from pytest_energy.models import ModelSpec, load_model
 
 @dataclass
 class Ledger:
-    """Energy and time an evaluation spent, filled in by the engine's windows."""
+    """Energy and time an evaluation spent, filled in by the engine's windows.
+
+    ``details`` holds what a strategy wants reported beside the metrics
+    (budgets per question, routing decisions).
+    """
 
     prefill_j: float = 0.0
     decode_j: float = 0.0
     duration_s: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def energy_j(self) -> float:

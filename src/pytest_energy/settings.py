@@ -87,10 +87,11 @@ class Settings:
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> Settings:
         return cls.from_sources(
-            cli=lambda name: config.getoption(_dest(name)),
+            cli=lambda name: config.getoption(_dest(name), None),
             env=os.environ,
             ini=lambda name: config.getini(f"energy_{name.replace('-', '_')}"),
             rootdir=Path(config.rootpath),
+            invocation_dir=Path(config.invocation_params.dir),
         )
 
     @classmethod
@@ -101,14 +102,19 @@ class Settings:
         env: Mapping[str, str],
         ini: Callable[[str], Any],
         rootdir: Path,
+        invocation_dir: Path | None = None,
     ) -> Settings:
+        # Paths on the command line or in the environment are relative to where
+        # pytest was invoked; paths in the ini file are relative to rootdir.
+        here = invocation_dir or rootdir
+
         def raw(name: str) -> tuple[Any, str] | None:
             value = cli(name)
             if value is not None:
-                return value, f"--energy-{name}"
+                return _anchored(name, value, here), f"--energy-{name}"
             env_name = "PYTEST_ENERGY_" + name.upper().replace("-", "_")
             if env_name in env:
-                return env[env_name], env_name
+                return _anchored(name, env[env_name], here), env_name
             ini_value = ini(name)
             if ini_value not in (None, "", []):
                 return ini_value, f"energy_{name.replace('-', '_')} (ini)"
@@ -195,6 +201,18 @@ INI_ONLY: dict[str, str] = {
     "curve": "operating-curve JSON for the curve meter and cot:budget_j",
     "powercap-root": "powercap sysfs folder for the rapl meter",
 }
+
+
+_PATH_OPTIONS = frozenset({"baseline", "report", "json", "cache-dir", "curve", "powercap-root",
+                           "mmlu", "budget"})
+
+
+def _anchored(name: str, value: Any, base: Path) -> Any:
+    text = str(value)
+    if name not in _PATH_OPTIONS or text.startswith("hf:") or text.lower() in _TRUE | _FALSE:
+        return value
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else base / path)
 
 
 def _dest(name: str) -> str:

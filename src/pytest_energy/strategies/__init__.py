@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from pytest_energy.engine import Engine, Ledger
@@ -32,7 +32,9 @@ class Strategy(Protocol):
     ) -> list[QuestionRecord]: ...
 
 
-def build_strategy(spec: StrategySpec) -> Strategy:
+def build_strategy(spec: StrategySpec, *, engines: Callable[[str], Engine]) -> Strategy:
+    """The runner for ``spec``; ``engines`` gives the session's engine for another model
+    (routing may send a question to a candidate model)."""
     from pytest_energy.strategies.direct import Direct, DirectGenerate
     from pytest_energy.strategies.reasoning import ChainOfThought, MajorityVote
 
@@ -44,7 +46,7 @@ def build_strategy(spec: StrategySpec) -> Strategy:
         return MajorityVote(spec)
     from pytest_energy.strategies.route import Route
 
-    return Route(spec)
+    return Route(spec, engines)
 
 
 __all__ = ["Strategy", "StrategySpec", "build_strategy", "parse_strategy"]

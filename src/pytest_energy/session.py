@@ -1,0 +1,177 @@
+"""The per-run state behind the plugin: meter, data, engines, checks and collected results.
+
+One :class:`EnergySession` is built in ``pytest_configure`` and kept in the
+config stash. Everything heavy (meter, MMLU, models) is created on first use,
+so a run without energy tests pays nothing. Workers measure; the controller
+(or a plain run) collects results from test reports and writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_energy.baseline import BaselineChanges, BaselineStore, entry_from_result
+from pytest_energy.budgets import BudgetsFile
+from pytest_energy.gate import failure_message, judge
+from pytest_energy.metrics import EvalResult, RepeatSample
+from pytest_energy.outcome import Outcome
+from pytest_energy.settings import Settings
+
+if TYPE_CHECKING:
+    from pytest_energy.engine import Engine
+    from pytest_energy.meters.base import EnergyMeter, Meter
+    from pytest_energy.mmlu import MMLU, Question
+    from pytest_energy.report import Row
+
+
+class EnergySession:
+    def __init__(
+        self, settings: Settings, *, writes_files: bool,
+        custom_meter: Callable[[], Meter | None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self._custom_meter = custom_meter
+        self.writes_files = writes_files
+        self.budgets = (
+            BudgetsFile.load(settings.budgets_file) if settings.budgets_file else BudgetsFile()
+        )
+        self.baseline = BaselineStore.load(settings.baseline_path)
+        self.rows: list[Row] = []
+        self._meter: EnergyMeter | None = None
+        self._mmlu: MMLU | None = None
+        self._engines: dict[str, Engine] = {}
+        self._device: str | None = None
+
+    # -- lazily built resources -------------------------------------------------
+    @property
+    def meter(self) -> EnergyMeter:
+        if self._meter is None:
+            from pytest_energy.meters.base import EnergyMeter
+            from pytest_energy.meters.select import create_meter
+
+            custom = self._custom_meter()
+            self._meter = (
+                EnergyMeter(custom) if custom is not None
+                else create_meter(self.settings.meter, self.settings)
+            )
+        return self._meter
+
+    @property
+    def mmlu(self) -> MMLU:
+        if self._mmlu is None:
+            from pytest_energy.mmlu import load_mmlu
+
+            self._mmlu = load_mmlu(self.settings.mmlu, rootdir=self.settings.rootdir)
+        return self._mmlu
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = self.settings.device
+            if self._device == "auto":
+                import torch
+
+                self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        return self._device
+
+    def engine(self, model: str) -> Engine:
+        """The session's one engine for ``model`` (loaded on first use)."""
+        from pytest_energy.engine import Engine
+        from pytest_energy.models import resolve_model
+
+        spec = resolve_model(model, rootdir=self.settings.rootdir)
+        key = f"{spec.location}|{spec.gguf_file}"
+        if key not in self._engines:
+            self._engines[key] = Engine.load(
+                spec, device=self.device, meter=self.meter, batch_size=self.settings.batch_size,
+                cache_dir=self.settings.cache_dir,
+            )
+        return self._engines[key]
+
+    # -- evaluation ----------------------------------------------------------------
+    def evaluate(
+        self, model: str, strategy: str, *, n: int | None, subjects: str | Sequence[str] | None,
+        seed: int, generation: Mapping[str, Any], test_id: str = "",
+    ) -> EvalResult:
+        """Run ``strategy`` with ``model`` on sampled questions, ``repeats`` times, measured."""
+        from pytest_energy.engine import Ledger
+        from pytest_energy.strategies import build_strategy, parse_strategy
+
+        spec = parse_strategy(strategy, generation)
+        questions = self.mmlu.sample(n, subjects, seed)
+        engine = self.engine(model)
+        runner = build_strategy(spec, engines=self.engine)
+        records = None
+        repeats = []
+        for _ in range(self.settings.repeats):
+            ledger = Ledger()
+            start = time.perf_counter()
+            answered = runner.run(engine, questions, ledger, seed=seed)
+            duration_s = time.perf_counter() - start
+            records = records or tuple(answered)
+            repeats.append(
+                RepeatSample(ledger.energy_j, ledger.prefill_j, ledger.decode_j, duration_s)
+            )
+        return EvalResult(
+            model=engine.spec.label,
+            strategy=str(spec),
+            meter=self.meter.name,
+            estimated=self.meter.estimated,
+            records=records or (),
+            repeats=tuple(repeats),
+            fingerprint={**self.meter.fingerprint(), **engine.fingerprint()},
+            test_id=test_id,
+            details={"question_set": question_set_digest(questions), **ledger.details},
+        )
+
+    def judge(self, result: EvalResult, marker_kwargs: Mapping[str, Any] | None) -> Outcome:
+        budgets = self.budgets.budgets_for(
+            result.test_id, result.model, result.strategy, marker_kwargs
+        )
+        return judge(
+            result,
+            budgets=budgets,
+            entry=self.baseline.get(result.test_id),
+            tolerance=self.settings.tolerance,
+            accept_reason=self.settings.accept_reason,
+            update_baseline=self.settings.update_baseline,
+            strict_baseline=self.settings.strict_baseline,
+        )
+
+    @staticmethod
+    def failure(outcome: Outcome) -> str | None:
+        return failure_message(outcome)
+
+    # -- session end (controller) -----------------------------------------------
+    def collect(self, rows: Sequence[Row]) -> None:
+        self.rows.extend(rows)
+
+    def write_baseline(self) -> tuple[BaselineChanges | None, tuple[str, ...]]:
+        """Flush queued baseline entries (with --energy-update-baseline); list unused entries."""
+        ran = {r.test_id for r, _ in self.rows}
+        unused = self.baseline.unused(ran)
+        if not self.settings.update_baseline or not self.rows:
+            return None, unused
+        entries = {r.test_id: entry_from_result(r) for r, _ in self.rows}
+        store, changes = self.baseline.updated(entries)
+        self.baseline = store.write(self.settings.baseline_path)
+        return changes, unused
+
+    def close(self) -> None:
+        if self._meter is not None:
+            from pytest_energy.meters.select import close_meter
+
+            close_meter(self._meter)
+        self._engines.clear()
+
+
+def question_set_digest(questions: Sequence[Question]) -> str:
+    """Identifies the exact questions asked, so the gate knows a comparison is like for like."""
+    digest = hashlib.sha256()
+    for q in questions:
+        digest.update(f"{q.subject}\x1f{q.question}\x1f{q.answer}\x1e".encode())
+    return digest.hexdigest()[:16]
+
