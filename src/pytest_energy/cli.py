@@ -266,10 +266,75 @@ def _run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_calibrate(sub: Any) -> None:
+    p = sub.add_parser(
+        "calibrate", help="measure and fit the operating curve E(n_in, n_out) of a model"
+    )
+    p.add_argument("--model", required=True, help="model spec, e.g. smollm2-135m")
+    p.add_argument("--meter", default="auto", help="auto, nvml, rapl or cpu-estimate")
+    p.add_argument(
+        "--grid", default="small", help="small, medium, large, or 'in=32,128,512;out=1,16,64'"
+    )
+    p.add_argument("--repeats", type=int, default=1, help="measurements per grid point")
+    p.add_argument("--mmlu", required=True, help="MMLU source whose text fills the prompts")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--plot", metavar="PNG", help="also draw measured points against the fit")
+    p.add_argument("-o", "--output", required=True, metavar="CURVE.json")
+    p.set_defaults(handler=_run_calibrate)
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from pytest_energy.calibration import calibrate, filler_text
+    from pytest_energy.curves import CurveStore, default_grid, grid_from_spec, plot_fit
+    from pytest_energy.session import EnergySession
+    from pytest_energy.settings import METER_NAMES, Settings
+
+    if args.meter not in METER_NAMES or args.meter == "curve":
+        raise CliError(f"--meter {args.meter!r}: use auto, nvml, rapl or cpu-estimate")
+    grid = (
+        default_grid(args.grid)
+        if args.grid in ("small", "medium", "large")
+        else (grid_from_spec(args.grid))
+    )
+    settings = Settings(
+        enabled=True, meter=args.meter, mmlu=args.mmlu, device=args.device, rootdir=Path.cwd()
+    )
+    session = EnergySession(settings, writes_files=False)
+    try:
+        engine = session.engine(args.model)
+        text = filler_text(session.mmlu.sample(8, seed=0))
+        curve, points = calibrate(engine, grid, text, repeats=args.repeats, progress=print)
+    finally:
+        session.close()
+    out = Path(args.output)
+    store = CurveStore.load(out, missing_ok=True)
+    store.put(curve)
+    store.write(out)
+    print(
+        f"E(n_in, n_out) = {curve.c0_j:.4g} J + {curve.c1_j_per_in:.4g} J/in * n_in"
+        f" + {curve.c2_j_per_out:.4g} J/out * n_out"
+        f" + {curve.c3_j_per_in_out:.4g} J/(in*out) * n_in * n_out"
+    )
+    print(
+        f"fit: R^2 = {curve.r2:.4f}, rmse {curve.rmse_j:.4g} J, max residual "
+        f"{curve.max_abs_residual_j:.4g} J over {curve.n_points} points "
+        f"(meter {curve.meter}{', estimated' if curve.estimated else ''})"
+    )
+    if args.plot and plot_fit(curve, points, Path(args.plot)) is None:
+        print("plot skipped: matplotlib is not installed (pip install 'pytest-energy[plots]')")
+    print(f"curve written to {out}")
+    return 0
+
+
 # -- main ----------------------------------------------------------------------
 
-_DESCRIPTION = "Render, compare and merge pytest-energy results files."
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_report, _add_compare, _add_merge]
+_DESCRIPTION = "Render, compare and merge pytest-energy results; calibrate operating curves."
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _add_report,
+    _add_compare,
+    _add_merge,
+    _add_calibrate,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_energy.meters.base import EnergyMeter
+from pytest_energy.meters.base import EnergyMeter, Window
 from pytest_energy.models import ModelSpec, load_model
 
 
@@ -38,12 +38,23 @@ class Ledger:
 
     prefill_j: float = 0.0
     decode_j: float = 0.0
-    duration_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    short_windows: int = 0
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def energy_j(self) -> float:
         return self.prefill_j + self.decode_j
+
+    def add(self, phase: str, window: Window) -> None:
+        if phase == "prefill":
+            self.prefill_j += window.energy_j
+            self.prefill_s += window.duration_s
+        else:
+            self.decode_j += window.energy_j
+            self.decode_s += window.duration_s
+        self.short_windows += window.short
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,13 @@ class Engine:
     """A loaded model with its tokenizer, measured by the session's meter."""
 
     def __init__(
-        self, spec: ModelSpec, model: Any, tokenizer: Any, *, device: str, meter: EnergyMeter,
+        self,
+        spec: ModelSpec,
+        model: Any,
+        tokenizer: Any,
+        *,
+        device: str,
+        meter: EnergyMeter,
         batch_size: int | None = None,
     ) -> None:
         import torch
@@ -97,7 +114,7 @@ class Engine:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self.stop_ids = sorted(_stop_token_ids(model, tokenizer))
-        self._sync: Callable[[], None] | None = (
+        self.sync: Callable[[], None] | None = (
             torch.cuda.synchronize if device.startswith("cuda") else None
         )
         # transformers renamed past_key_values to cache (5.x); only the last
@@ -119,7 +136,12 @@ class Engine:
 
     @classmethod
     def load(
-        cls, spec: ModelSpec, *, device: str, meter: EnergyMeter, batch_size: int | None = None,
+        cls,
+        spec: ModelSpec,
+        *,
+        device: str,
+        meter: EnergyMeter,
+        batch_size: int | None = None,
         cache_dir: Any = None,
     ) -> Engine:
         model, tokenizer = load_model(spec, device=device, cache_dir=cache_dir)
@@ -152,7 +174,9 @@ class Engine:
         }
 
     # -- scoring ---------------------------------------------------------------
-    def score(self, prompts: Sequence[str], candidates: Sequence[str], ledger: Ledger) -> list[Scored]:
+    def score(
+        self, prompts: Sequence[str], candidates: Sequence[str], ledger: Ledger
+    ) -> list[Scored]:
         """Log-probability of each candidate's first token as the next token of each prompt."""
         torch = self._torch
         ids = [self._first_token(c) for c in candidates]
@@ -160,53 +184,75 @@ class Engine:
         for batch in self._batches(prompts):
             enc = self._encode([prompts[i] for i in batch])
             lengths = enc["attention_mask"].sum(dim=1).tolist()
-            with torch.inference_mode(), self.meter.window(self._sync) as w:
+            with torch.inference_mode(), self.meter.window(self.sync, strict=False) as w:
                 logits = self.model(**enc, use_cache=False, **self._last_logits).logits[:, -1, :]
                 logprobs = torch.log_softmax(logits.float(), dim=-1)[:, ids].tolist()
                 for n in lengths:
                     w.account("prefill", n, 0)
-            ledger.prefill_j += w.energy_j
-            ledger.duration_s += w.duration_s
+            ledger.add("prefill", w)
             for row, i in enumerate(batch):
                 out[i] = Scored(int(lengths[row]), tuple(logprobs[row]))
         return [s for s in out if s is not None]
 
     # -- generation --------------------------------------------------------------
     def generate(
-        self, prompts: Sequence[str], ledger: Ledger, *, max_new_tokens: int, samples: int = 1,
-        temperature: float = 0.0, seed: int = 0,
+        self,
+        prompts: Sequence[str],
+        ledger: Ledger,
+        *,
+        max_new_tokens: int,
+        samples: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+        stop_at_eos: bool = True,
     ) -> list[Generated]:
-        """Greedy (temperature 0) or sampled continuations, ``samples`` per prompt."""
+        """Greedy (temperature 0) or sampled continuations, ``samples`` per prompt.
+
+        ``stop_at_eos=False`` generates exactly ``max_new_tokens`` (calibration sweeps).
+        """
         gen = self._torch.Generator(device=self.device).manual_seed(seed)
         out: list[Generated | None] = [None] * len(prompts)
         rows_per_batch = max(1, self.batch_size // samples)
         for batch in self._batches(prompts, rows_per_batch):
             results = self._generate_batch(
-                [prompts[i] for i in batch], ledger, max_new_tokens, samples, temperature, gen
+                [prompts[i] for i in batch],
+                ledger,
+                max_new_tokens,
+                samples,
+                temperature,
+                gen,
+                stop_at_eos,
             )
             for i, result in zip(batch, results, strict=True):
                 out[i] = result
         return [g for g in out if g is not None]
 
     def _generate_batch(
-        self, prompts: list[str], ledger: Ledger, max_new_tokens: int, samples: int,
-        temperature: float, gen: Any,
+        self,
+        prompts: list[str],
+        ledger: Ledger,
+        max_new_tokens: int,
+        samples: int,
+        temperature: float,
+        gen: Any,
+        stop_at_eos: bool,
     ) -> list[Generated]:
         torch = self._torch
         enc = self._encode(prompts)
         mask = enc["attention_mask"]
         lengths = mask.sum(dim=1).tolist()
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        stop = torch.tensor(self.stop_ids, device=self.device)
+        stop = torch.tensor(
+            self.stop_ids if stop_at_eos else [], device=self.device, dtype=torch.long
+        )
         with torch.inference_mode():
-            with self.meter.window(self._sync) as w:
+            with self.meter.window(self.sync, strict=False) as w:
                 result = self.model(
                     **enc, position_ids=positions, use_cache=True, **self._last_logits
                 )
                 for n in lengths:
                     w.account("prefill", n, 0)
-            ledger.prefill_j += w.energy_j
-            ledger.duration_s += w.duration_s
+            ledger.add("prefill", w)
             cache, logits = getattr(result, self._cache_arg), result.logits[:, -1, :]
             if samples > 1:
                 # One prompt pass serves every sample: expand the cache, not the prompt.
@@ -218,7 +264,7 @@ class Engine:
             last_pos = positions[:, -1]
             tokens: list[list[int]] = [[] for _ in range(logits.shape[0])]
             stopped = [False] * logits.shape[0]
-            with self.meter.window(self._sync) as w:
+            with self.meter.window(self.sync, strict=False) as w:
                 for step in range(max_new_tokens):
                     nxt = self._pick(logits, temperature, gen)
                     for r, t in zip(rows.tolist(), nxt.tolist(), strict=True):
@@ -236,14 +282,15 @@ class Engine:
                     mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
                     last_pos = last_pos + 1
                     logits = self.model(
-                        input_ids=nxt[:, None], attention_mask=mask,
-                        position_ids=last_pos[:, None], use_cache=True,
+                        input_ids=nxt[:, None],
+                        attention_mask=mask,
+                        position_ids=last_pos[:, None],
+                        use_cache=True,
                         **{self._cache_arg: cache},
                     ).logits[:, -1, :]
                 for r, toks in enumerate(tokens):
                     w.account("decode", int(lengths[r // samples]), len(toks))
-            ledger.decode_j += w.energy_j
-            ledger.duration_s += w.duration_s
+            ledger.add("decode", w)
         texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [
             Generated(
@@ -268,7 +315,9 @@ class Engine:
         enc = self.tokenizer(
             list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
         )
-        return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        return {
+            k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")
+        }
 
     def _first_token(self, text: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]

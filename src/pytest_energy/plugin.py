@@ -8,8 +8,8 @@ stored under a typed stash key.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -18,13 +18,15 @@ from pytest_energy.errors import EnergyError
 from pytest_energy.settings import Settings
 
 if TYPE_CHECKING:
+    from pytest_energy.curves import Curve
     from pytest_energy.meters.base import EnergyMeter
     from pytest_energy.metrics import EvalResult
     from pytest_energy.mmlu import MMLU
     from pytest_energy.session import EnergySession
 
+T = TypeVar("T")
 SKIP_REASON = "run with --energy-budget"
-ENERGY_FIXTURES = frozenset({"energy_eval", "mmlu", "energy_meter"})
+ENERGY_FIXTURES = frozenset({"energy_eval", "mmlu", "energy_meter", "energy_curve"})
 MARKER_DOC = (
     "energy(max_j_per_token=None, max_j_per_question=None, min_accuracy=None, "
     "max_output_tokens=None, tolerance=None): energy and accuracy budgets for the "
@@ -58,7 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     controller = not worker and getattr(config.option, "dist", "no") != "no"
     try:
         session = EnergySession(
-            settings, writes_files=not worker,
+            settings,
+            writes_files=not worker,
             custom_meter=lambda: config.hook.pytest_energy_make_meter(settings=settings),
         )
         if not controller:
@@ -67,7 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 warnings.simplefilter("always")
                 session.meter  # noqa: B018
             for warning in caught:
-                config.issue_config_time_warning(warning.message, stacklevel=2)
+                message = warning.message
+                if isinstance(message, Warning):
+                    config.issue_config_time_warning(message, stacklevel=2)
     except EnergyError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[session_key] = session
@@ -89,7 +94,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
     meter = session.meter
     return render_header(
-        meter.name, device_label(meter.fingerprint()), session.settings.baseline_path,
+        meter.name,
+        device_label(meter.fingerprint()),
+        session.settings.baseline_path,
         meter.estimated,
     )
 
@@ -164,6 +171,14 @@ def mmlu(request: pytest.FixtureRequest) -> MMLU:
     return _guarded(lambda: _energy_session(request.config).mmlu)
 
 
+@pytest.fixture(scope="session")
+def energy_curve(request: pytest.FixtureRequest) -> Callable[[str], Curve]:
+    """``energy_curve(model)``: the model's operating curve E(n_in, n_out), from the
+    ``energy_curve`` file or calibrated once per session with the session's meter."""
+    session = _energy_session(request.config)
+    return lambda model: _guarded(lambda: session.curve(session.engine(model)))
+
+
 class EnergyEval:
     """The ``energy_eval`` fixture: ``energy_eval(model, strategy, *, n, subjects, seed, **gen)``.
 
@@ -179,8 +194,14 @@ class EnergyEval:
         self._calls = 0
 
     def __call__(
-        self, model: str, strategy: str = "direct", *, n: int | None = 32,
-        subjects: str | Sequence[str] | None = None, seed: int = 0, **generation: Any,
+        self,
+        model: str,
+        strategy: str = "direct",
+        *,
+        n: int | None = 32,
+        subjects: str | Sequence[str] | None = None,
+        seed: int = 0,
+        **generation: Any,
     ) -> EvalResult:
         __tracebackhide__ = True
         self._calls += 1
@@ -190,7 +211,12 @@ class EnergyEval:
 
         def run() -> tuple[EvalResult, Any]:
             result = session.evaluate(
-                model, strategy, n=n, subjects=subjects, seed=seed, generation=generation,
+                model,
+                strategy,
+                n=n,
+                subjects=subjects,
+                seed=seed,
+                generation=generation,
                 test_id=test_id,
             )
             return result, session.judge(result, marker.kwargs if marker else None)
@@ -214,7 +240,7 @@ def energy_eval(request: pytest.FixtureRequest) -> EnergyEval:
     return EnergyEval(_energy_session(request.config), request.node)
 
 
-def _guarded(fn: Any) -> Any:
+def _guarded(fn: Callable[[], T]) -> T:
     """Run ``fn``; a known problem (bad data, model, meter) fails the test with its one line."""
     __tracebackhide__ = True
     try:
@@ -224,4 +250,4 @@ def _guarded(fn: Any) -> Any:
     pytest.fail(problem, pytrace=False)
 
 
-__all__ = ["EnergyEval", "energy_eval", "energy_meter", "mmlu"]
+__all__ = ["EnergyEval", "energy_curve", "energy_eval", "energy_meter", "mmlu"]

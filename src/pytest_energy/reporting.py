@@ -23,13 +23,13 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> None:
     changes, unused = session.write_baseline()
     first = rows[0][0]
     header = HeaderInfo(
-        meter=first.meter, device=device_label(first.fingerprint),
-        baseline_path=_shown(settings.baseline_path, settings.rootdir), estimated=first.estimated,
+        meter=first.meter,
+        device=device_label(first.fingerprint),
+        baseline_path=_shown(settings.baseline_path, settings.rootdir),
+        estimated=first.estimated,
     )
     tr.write_sep("=", "energy")
-    table = render_terminal(
-        rows, width=tr._tw.fullwidth, color=tr.hasmarkup, header=header
-    )
+    table = render_terminal(rows, width=tr._tw.fullwidth, color=tr.hasmarkup, header=header)
     for line in table.rstrip("\n").splitlines():
         tr.write_line(line)
     if changes is not None:
@@ -47,8 +47,9 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> None:
         return
     plots: list[str] = []
     if settings.report_path is not None:
-        plots = write_plots(rows, settings.report_path.parent,
-                            prefix=settings.report_path.stem + "-")
+        plots = write_plots(
+            rows, settings.report_path.parent, prefix=settings.report_path.stem + "-"
+        )
     markdown = render_markdown(rows, accepted_reason=settings.accept_reason, plots=plots)
     if settings.report_path is not None:
         write_text_atomic(settings.report_path, markdown)

@@ -16,20 +16,29 @@ from typing import TYPE_CHECKING, Any
 from pytest_energy.baseline import BaselineChanges, BaselineStore, entry_from_result
 from pytest_energy.budgets import BudgetsFile
 from pytest_energy.gate import failure_message, judge
-from pytest_energy.metrics import EvalResult, RepeatSample
+from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
 from pytest_energy.outcome import Outcome
 from pytest_energy.settings import Settings
 
+# Repeating a run inside one window stops here: a workload still too short
+# after that many runs is too small to measure with this meter.
+MAX_RUNS_PER_WINDOW = 64
+
 if TYPE_CHECKING:
+    from pytest_energy.curves import Curve
     from pytest_energy.engine import Engine
     from pytest_energy.meters.base import EnergyMeter, Meter
     from pytest_energy.mmlu import MMLU, Question
     from pytest_energy.report import Row
+    from pytest_energy.strategies import Strategy, StrategyContext
 
 
 class EnergySession:
     def __init__(
-        self, settings: Settings, *, writes_files: bool,
+        self,
+        settings: Settings,
+        *,
+        writes_files: bool,
         custom_meter: Callable[[], Meter | None] = lambda: None,
     ) -> None:
         self.settings = settings
@@ -44,6 +53,8 @@ class EnergySession:
         self._mmlu: MMLU | None = None
         self._engines: dict[str, Engine] = {}
         self._device: str | None = None
+        self._curves: dict[str, Curve] = {}
+        self._context: StrategyContext | None = None
 
     # -- lazily built resources -------------------------------------------------
     @property
@@ -54,7 +65,8 @@ class EnergySession:
 
             custom = self._custom_meter()
             self._meter = (
-                EnergyMeter(custom) if custom is not None
+                EnergyMeter(custom)
+                if custom is not None
                 else create_meter(self.settings.meter, self.settings)
             )
         return self._meter
@@ -86,46 +98,124 @@ class EnergySession:
         key = f"{spec.location}|{spec.gguf_file}"
         if key not in self._engines:
             self._engines[key] = Engine.load(
-                spec, device=self.device, meter=self.meter, batch_size=self.settings.batch_size,
+                spec,
+                device=self.device,
+                meter=self.meter,
+                batch_size=self.settings.batch_size,
                 cache_dir=self.settings.cache_dir,
             )
         return self._engines[key]
 
     # -- evaluation ----------------------------------------------------------------
     def evaluate(
-        self, model: str, strategy: str, *, n: int | None, subjects: str | Sequence[str] | None,
-        seed: int, generation: Mapping[str, Any], test_id: str = "",
+        self,
+        model: str,
+        strategy: str,
+        *,
+        n: int | None,
+        subjects: str | Sequence[str] | None,
+        seed: int,
+        generation: Mapping[str, Any],
+        test_id: str = "",
     ) -> EvalResult:
         """Run ``strategy`` with ``model`` on sampled questions, ``repeats`` times, measured."""
-        from pytest_energy.engine import Ledger
         from pytest_energy.strategies import build_strategy, parse_strategy
 
         spec = parse_strategy(strategy, generation)
         questions = self.mmlu.sample(n, subjects, seed)
         engine = self.engine(model)
-        runner = build_strategy(spec, engines=self.engine)
-        records = None
+        runner = build_strategy(spec, self.strategy_context())
+        runner.prepare(engine, questions, seed=seed)
+        records: tuple[QuestionRecord, ...] = ()
         repeats = []
+        details: dict[str, Any] = {}
         for _ in range(self.settings.repeats):
-            ledger = Ledger()
-            start = time.perf_counter()
-            answered = runner.run(engine, questions, ledger, seed=seed)
-            duration_s = time.perf_counter() - start
+            answered, sample, details = self._measure(runner, engine, questions, seed)
             records = records or tuple(answered)
-            repeats.append(
-                RepeatSample(ledger.energy_j, ledger.prefill_j, ledger.decode_j, duration_s)
-            )
+            repeats.append(sample)
         return EvalResult(
             model=engine.spec.label,
             strategy=str(spec),
             meter=self.meter.name,
             estimated=self.meter.estimated,
-            records=records or (),
+            records=records,
             repeats=tuple(repeats),
             fingerprint={**self.meter.fingerprint(), **engine.fingerprint()},
             test_id=test_id,
-            details={"question_set": question_set_digest(questions), **ledger.details},
+            details={"question_set": question_set_digest(questions), **details},
         )
+
+    def _measure(
+        self, runner: Strategy, engine: Engine, questions: Sequence[Question], seed: int
+    ) -> tuple[list[QuestionRecord], RepeatSample, dict[str, Any]]:
+        """One measured repeat: the whole run in one strict window, phases inside it.
+
+        A run too short for the meter's counter is repeated inside the window
+        (and divided), never reported as 0 J. When phase windows were too short
+        to resolve on their own, the prefill/decode split follows their
+        durations and says so in ``details["phase_split"]``.
+        """
+        from pytest_energy.engine import Ledger
+        from pytest_energy.errors import WindowTooShort
+
+        runs = 1
+        while True:
+            ledger = Ledger()
+            start = time.perf_counter()
+            try:
+                with self.meter.window(engine.sync) as total:
+                    for _ in range(runs):
+                        answered = runner.run(engine, questions, ledger, seed=seed)
+            except WindowTooShort:
+                if runs >= MAX_RUNS_PER_WINDOW:
+                    raise
+                runs *= 4
+                continue
+            break
+        duration_s = (time.perf_counter() - start) / runs
+        energy_j = total.energy_j / runs
+        details = dict(ledger.details)
+        if runs > 1:
+            details["runs_per_window"] = runs
+        if ledger.short_windows:
+            phase_s = ledger.prefill_s + ledger.decode_s
+            share = ledger.prefill_s / phase_s if phase_s else 0.0
+            prefill_j, decode_j = energy_j * share, energy_j * (1 - share)
+            details["phase_split"] = "by-duration"
+        else:
+            prefill_j, decode_j = ledger.prefill_j / runs, ledger.decode_j / runs
+            details["phase_split"] = "measured"
+        details["overhead_j"] = max(0.0, energy_j - prefill_j - decode_j)
+        return answered, RepeatSample(energy_j, prefill_j, decode_j, duration_s), details
+
+    def strategy_context(self) -> StrategyContext:
+        if self._context is None:
+            from pytest_energy.strategies import StrategyContext
+
+            self._context = StrategyContext(
+                engines=self.engine, curve=self.curve, mmlu=lambda: self.mmlu
+            )
+        return self._context
+
+    def curve(self, engine: Engine) -> Curve:
+        """The operating curve of ``engine``'s model: from ``energy_curve``, else calibrated
+        once per session on the default grid with the session's meter."""
+        from pytest_energy.curves import CurveStore
+
+        label = engine.spec.label
+        if label not in self._curves:
+            if self.settings.curve_path is not None and self.settings.curve_path.is_file():
+                store = CurveStore.load(self.settings.curve_path)
+                self._curves[label] = store.find(
+                    label, {**self.meter.fingerprint(), **engine.fingerprint()}
+                )
+            else:
+                from pytest_energy.calibration import calibrate, filler_text
+                from pytest_energy.curves import default_grid
+
+                text = filler_text(self.mmlu.sample(8, seed=0))
+                self._curves[label] = calibrate(engine, default_grid("small"), text)[0]
+        return self._curves[label]
 
     def judge(self, result: EvalResult, marker_kwargs: Mapping[str, Any] | None) -> Outcome:
         budgets = self.budgets.budgets_for(
@@ -174,4 +264,3 @@ def question_set_digest(questions: Sequence[Question]) -> str:
     for q in questions:
         digest.update(f"{q.subject}\x1f{q.question}\x1f{q.answer}\x1e".encode())
     return digest.hexdigest()[:16]
-

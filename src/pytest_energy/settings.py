@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 import pytest
 
@@ -129,14 +129,19 @@ class Settings:
                 return convert(value)
             except (ValueError, TypeError) as exc:
                 detail = f" ({exc})" if str(exc) else ""
-                raise pytest.UsageError(f"{where}: invalid value {value!r}{detail}; {fix}") from None
+                raise pytest.UsageError(
+                    f"{where}: invalid value {value!r}{detail}; {fix}"
+                ) from None
 
         def path(value: Any) -> Path:
             p = Path(str(value)).expanduser()
             return p if p.is_absolute() else rootdir / p
 
+        no_budget: tuple[bool, Path | None] = (False, None)
         enabled, budgets_file = get(
-            "budget", _budget_value, (False, None),
+            "budget",
+            _budget_value,
+            no_budget,
             "give a YAML budgets file, or true/false to switch energy testing on/off",
         )
         if enabled and budgets_file is not None:
@@ -153,28 +158,47 @@ class Settings:
             enabled=enabled,
             budgets_file=budgets_file,
             meter=get("meter", _meter_name, "auto", f"choose one of {', '.join(METER_NAMES)}"),
-            baseline_path=get("baseline", path, rootdir / DEFAULT_BASELINE,
-                              "give a path to a JSON baseline file"),
+            baseline_path=get(
+                "baseline", path, rootdir / DEFAULT_BASELINE, "give a path to a JSON baseline file"
+            ),
             update_baseline=get("update-baseline", _flag, False, "use true or false"),
-            tolerance=get("tolerance", Tolerance.parse, Tolerance(0.10),
-                          "give a percentage such as 10%"),
+            tolerance=get(
+                "tolerance", Tolerance.parse, Tolerance(0.10), "give a percentage such as 10%"
+            ),
             repeats=get("repeats", _positive_int, 1, "give a whole number of at least 1"),
-            mmlu=get("mmlu", _nonempty, DEFAULT_MMLU,
-                     "give a folder of MMLU CSVs, a JSONL/CSV/parquet file or hf:cais/mmlu"),
+            mmlu=get(
+                "mmlu",
+                _nonempty,
+                DEFAULT_MMLU,
+                "give a folder of MMLU CSVs, a JSONL/CSV/parquet file or hf:cais/mmlu",
+            ),
             report_path=get("report", path, None, "give a path for the markdown report"),
             json_path=get("json", path, None, "give a path for the JSON results"),
-            accept_reason=get("accept", _nonempty, None,
-                              "give a reason, e.g. --energy-accept 'bigger model, see #12'"),
-            watts_per_core=get("cpu-watts-per-core", _positive_float, DEFAULT_WATTS_PER_CORE,
-                               "give the watts one busy core draws, e.g. 10"),
+            accept_reason=get(
+                "accept",
+                _nonempty,
+                None,
+                "give a reason, e.g. --energy-accept 'bigger model, see #12'",
+            ),
+            watts_per_core=get(
+                "cpu-watts-per-core",
+                _positive_float,
+                DEFAULT_WATTS_PER_CORE,
+                "give the watts one busy core draws, e.g. 10",
+            ),
             strict_baseline=get("strict-baseline", _flag, False, "use true or false"),
             batch_size=get("batch-size", _batch_size, None, "give a whole number or auto"),
             device=get("device", _device, "auto", "use auto, cpu, cuda or cuda:N"),
             cache_dir=get("cache-dir", path, None, "give a folder for cached models"),
-            curve_path=get("curve", path, None,
-                           "give a curve JSON file from 'pytest-energy calibrate'"),
-            powercap_root=get("powercap-root", path, Path("/sys/class/powercap"),
-                              "give the powercap folder, normally /sys/class/powercap"),
+            curve_path=get(
+                "curve", path, None, "give a curve JSON file from 'pytest-energy calibrate'"
+            ),
+            powercap_root=get(
+                "powercap-root",
+                path,
+                Path("/sys/class/powercap"),
+                "give the powercap folder, normally /sys/class/powercap",
+            ),
             rootdir=rootdir,
         )
 
@@ -203,8 +227,9 @@ INI_ONLY: dict[str, str] = {
 }
 
 
-_PATH_OPTIONS = frozenset({"baseline", "report", "json", "cache-dir", "curve", "powercap-root",
-                           "mmlu", "budget"})
+_PATH_OPTIONS = frozenset(
+    {"baseline", "report", "json", "cache-dir", "curve", "powercap-root", "mmlu", "budget"}
+)
 
 
 def _anchored(name: str, value: Any, base: Path) -> Any:
@@ -222,7 +247,11 @@ def _dest(name: str) -> str:
 def register(parser: pytest.Parser) -> None:
     group = parser.getgroup("energy", "energy per token (pytest-energy)")
     group.addoption(
-        "--energy-budget", dest=_dest("budget"), nargs="?", const="true", default=None,
+        "--energy-budget",
+        dest=_dest("budget"),
+        nargs="?",
+        const="true",
+        default=None,
         metavar="FILE",
         help="turn energy testing on; optional YAML budgets file "
         f"(default {DEFAULT_BUDGETS_FILE} at rootdir, if present)",
@@ -233,8 +262,12 @@ def register(parser: pytest.Parser) -> None:
             group.addoption(f"--energy-{name}", dest=_dest(name), default=None, help=text)
         else:
             group.addoption(
-                f"--energy-{name}", dest=_dest(name), action="store_const", const="true",
-                default=None, help=text,
+                f"--energy-{name}",
+                dest=_dest(name),
+                action="store_const",
+                const="true",
+                default=None,
+                help=text,
             )
         parser.addini(_dest(name), text)
     for name, text in INI_ONLY.items():
@@ -265,7 +298,7 @@ def _meter_name(value: Any) -> MeterName:
     text = str(value).strip().lower()
     if text not in METER_NAMES:
         raise ValueError("unknown meter")
-    return cast(MeterName, text)
+    return text  # narrowed to MeterName by the membership test
 
 
 def _positive_int(value: Any) -> int:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from pytest_energy.errors import MeasurementError
+from pytest_energy.errors import MeasurementError, WindowTooShort
 
 Phase = Literal["prefill", "decode"]
 
@@ -71,6 +71,7 @@ class Window:
     energy_j: float = 0.0
     duration_s: float = 0.0
     closed: bool = False
+    short: bool = False  # shorter than the counter resolves (only in a non-strict window)
     _accounting: TokenAccounting | None = field(default=None, repr=False)
 
     def account(self, phase: Phase, input_tokens: int, output_tokens: int) -> None:
@@ -109,7 +110,15 @@ class EnergyMeter:
         return base
 
     @contextmanager
-    def window(self, sync: Callable[[], None] | None = None) -> Iterator[Window]:
+    def window(
+        self, sync: Callable[[], None] | None = None, *, strict: bool = True
+    ) -> Iterator[Window]:
+        """Measure the ``with`` block.
+
+        A strict window shorter than ``min_window_s`` raises :class:`WindowTooShort`;
+        a non-strict one is marked ``short`` instead, for callers that measure the
+        same work in an enclosing strict window too (the engine's phase windows).
+        """
         accounting = self.meter if isinstance(self.meter, TokenAccounting) else None
         win = Window(self.meter.name, self.meter.estimated, _accounting=accounting)
         if sync is not None:
@@ -123,15 +132,18 @@ class EnergyMeter:
         win.duration_s = time.perf_counter() - start_s
         win.energy_j = end_j - start_j
         win.closed = True
-        self._check(win)
+        self._check(win, strict)
 
-    def _check(self, win: Window) -> None:
+    def _check(self, win: Window, strict: bool) -> None:
         if isinstance(self.meter, TokenAccounting):
             if win.energy_j < 0:
                 raise MeasurementError(f"meter {win.meter} predicted negative energy")
             return
+        if win.duration_s < self.min_window_s and not strict:
+            win.short = True
+            return
         if win.duration_s < self.min_window_s:
-            raise MeasurementError(
+            raise WindowTooShort(
                 f"window of {win.duration_s * 1000:.1f} ms is shorter than the {win.meter} "
                 f"counter's update period ({self.min_window_s * 1000:.1f} ms); "
                 "measure a larger workload (more questions or --energy-repeats)"

@@ -14,39 +14,64 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_energy.engine import Engine, Ledger
 from pytest_energy.metrics import QuestionRecord
-from pytest_energy.mmlu import Question
+from pytest_energy.mmlu import MMLU, Question
 from pytest_energy.strategies.spec import StrategySpec, parse_strategy
+
+if TYPE_CHECKING:
+    from pytest_energy.curves import Curve
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy may need beyond its engine: other models' engines (routing),
+    the operating curve of an engine (controlled reasoning), and the question set
+    (routing profiles candidates on a calibration sample)."""
+
+    engines: Callable[[str], Engine]
+    curve: Callable[[Engine], Curve]
+    mmlu: Callable[[], MMLU]
+    cache: dict[str, Any] = field(default_factory=dict)  # per-session memo (route profiles)
 
 
 class Strategy(Protocol):
-    """Answers questions with an engine, spending energy recorded in the ledger."""
+    """Answers questions with an engine, spending energy recorded in the ledger.
+
+    ``prepare`` runs before the measured window (calibration, profiling): work
+    paid once per session must not be billed to the evaluation.
+    """
 
     spec: StrategySpec
+
+    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None: ...
 
     def run(
         self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]: ...
 
 
-def build_strategy(spec: StrategySpec, *, engines: Callable[[str], Engine]) -> Strategy:
-    """The runner for ``spec``; ``engines`` gives the session's engine for another model
-    (routing may send a question to a candidate model)."""
+def build_strategy(spec: StrategySpec, context: StrategyContext) -> Strategy:
+    """The runner for ``spec``."""
     from pytest_energy.strategies.direct import Direct, DirectGenerate
     from pytest_energy.strategies.reasoning import ChainOfThought, MajorityVote
 
     if spec.name == "direct":
         return DirectGenerate(spec) if spec["generate"] else Direct(spec)
+    if spec.name == "cot" and spec["budget_j"] is not None:
+        from pytest_energy.strategies.budgeted import BudgetedReasoning
+
+        return BudgetedReasoning(spec, context)
     if spec.name == "cot":
         return ChainOfThought(spec)
     if spec.name == "vote":
         return MajorityVote(spec)
     from pytest_energy.strategies.route import Route
 
-    return Route(spec, engines)
+    return Route(spec, context)
 
 
-__all__ = ["Strategy", "StrategySpec", "build_strategy", "parse_strategy"]
+__all__ = ["Strategy", "StrategyContext", "StrategySpec", "build_strategy", "parse_strategy"]

@@ -19,6 +19,9 @@ class Direct:
     def __init__(self, spec: StrategySpec) -> None:
         self.spec = spec
 
+    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+        pass
+
     def run(
         self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
@@ -26,9 +29,11 @@ class Direct:
         scored = engine.score(prompts, LETTER_CANDIDATES, ledger)
         return [
             QuestionRecord(
-                subject=q.subject, gold=q.answer,
+                subject=q.subject,
+                gold=q.answer,
                 predicted=LETTERS[max(range(4), key=lambda i: s.logprobs[i])],
-                input_tokens=s.input_tokens, output_tokens=1,
+                input_tokens=s.input_tokens,
+                output_tokens=1,
             )
             for q, s in zip(questions, scored, strict=True)
         ]
@@ -38,6 +43,9 @@ class DirectGenerate:
     def __init__(self, spec: StrategySpec) -> None:
         self.spec = spec
 
+    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+        pass
+
     def run(
         self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
@@ -45,9 +53,11 @@ class DirectGenerate:
         generated = engine.generate(prompts, ledger, max_new_tokens=self.spec["max_tokens"])
         return [
             QuestionRecord(
-                subject=q.subject, gold=q.answer,
+                subject=q.subject,
+                gold=q.answer,
                 predicted=extract_answer(g.samples[0].text, q.choices),
-                input_tokens=g.input_tokens, output_tokens=g.samples[0].output_tokens,
+                input_tokens=g.input_tokens,
+                output_tokens=g.samples[0].output_tokens,
             )
             for q, g in zip(questions, generated, strict=True)
         ]

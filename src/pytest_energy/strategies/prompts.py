@@ -12,7 +12,7 @@ from pytest_energy.mmlu import Question
 
 ANSWER_CUE = "Answer:"
 COT_INSTRUCTION = (
-    "Think step by step, then finish with \"The answer is (X)\" where X is A, B, C or D."
+    'Think step by step, then finish with "The answer is (X)" where X is A, B, C or D.'
 )
 FORCED_ANSWER_CUE = "\nThe answer is ("
 

@@ -17,20 +17,21 @@ class ChainOfThought:
     def __init__(self, spec: StrategySpec) -> None:
         self.spec = spec
 
+    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+        pass
+
     def run(
         self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
-        if self.spec["budget_j"] is not None:
-            from pytest_energy.strategies.budgeted import run_budgeted
-
-            return run_budgeted(self.spec, engine, questions, ledger)
         prompts = [engine.prompt(cot_user(q)) for q in questions]
         generated = engine.generate(prompts, ledger, max_new_tokens=self.spec["max_tokens"])
         return [
             QuestionRecord(
-                subject=q.subject, gold=q.answer,
+                subject=q.subject,
+                gold=q.answer,
                 predicted=extract_answer(g.samples[0].text, q.choices),
-                input_tokens=g.input_tokens, output_tokens=g.samples[0].output_tokens,
+                input_tokens=g.input_tokens,
+                output_tokens=g.samples[0].output_tokens,
             )
             for q, g in zip(questions, generated, strict=True)
         ]
@@ -40,17 +41,25 @@ class MajorityVote:
     def __init__(self, spec: StrategySpec) -> None:
         self.spec = spec
 
+    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+        pass
+
     def run(
         self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
         prompts = [engine.prompt(cot_user(q)) for q in questions]
         generated = engine.generate(
-            prompts, ledger, max_new_tokens=self.spec["max_tokens"], samples=self.spec["k"],
-            temperature=self.spec["temperature"], seed=seed,
+            prompts,
+            ledger,
+            max_new_tokens=self.spec["max_tokens"],
+            samples=self.spec["k"],
+            temperature=self.spec["temperature"],
+            seed=seed,
         )
         return [
             QuestionRecord(
-                subject=q.subject, gold=q.answer,
+                subject=q.subject,
+                gold=q.answer,
                 predicted=majority([extract_answer(s.text, q.choices) for s in g.samples]),
                 input_tokens=g.input_tokens,
                 output_tokens=sum(s.output_tokens for s in g.samples),

@@ -13,11 +13,12 @@ OPTIONS: dict[str, dict[str, tuple[type, Any]]] = {
     "direct": {"generate": (bool, False), "max_tokens": (int, 8)},
     "cot": {"max_tokens": (int, 256), "budget_j": (float, None)},
     "vote": {"k": (int, 5), "temperature": (float, 0.7), "max_tokens": (int, 256)},
+    # Route options are validated by pytest_energy.routing.parse_route_options.
     "route": {
         "candidates": (str, None),
-        "target_accuracy": (float, None),
-        "lambda": (float, None),
-        "calibration_n": (int, None),
+        "target_accuracy": (str, None),
+        "lambda": (str, None),
+        "calibration": (str, None),
     },
 }
 
@@ -35,8 +36,13 @@ class StrategySpec:
         parts = []
         for key in sorted(self.given):
             value = self.options[key]
-            parts.append(key if value is True else f"{key}={value:g}" if isinstance(value, float)
-                         else f"{key}={value}")
+            parts.append(
+                key
+                if value is True
+                else f"{key}={value:g}"
+                if isinstance(value, float)
+                else f"{key}={value}"
+            )
         return self.name + (":" + ",".join(parts) if parts else "")
 
     def __getitem__(self, key: str) -> Any:

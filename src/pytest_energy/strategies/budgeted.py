@@ -1,0 +1,101 @@
+"""Controlled reasoning, ``cot:budget_j=X``: chain-of-thought within an energy budget.
+
+For each question the operating curve E(n_in, n_out) and the prompt length give
+the largest number of reasoning tokens whose predicted energy, together with
+the forced answer, stays within ``budget_j`` joules (the curve is per question
+at batch 1, as calibrated). Questions are then generated in groups of equal
+token allowance. A question that has not produced a valid answer when its
+allowance runs out is not wasted: the answer cue ``The answer is (`` is
+appended and the next letter is scored, so every question gets an answer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_energy.curves import max_tokens_for_budget
+from pytest_energy.engine import Engine, Ledger
+from pytest_energy.metrics import LETTERS, QuestionRecord
+from pytest_energy.mmlu import Question
+from pytest_energy.strategies import StrategyContext
+from pytest_energy.strategies.extraction import extract_answer
+from pytest_energy.strategies.prompts import FORCED_ANSWER_CUE, cot_user
+from pytest_energy.strategies.spec import StrategySpec
+
+
+class BudgetedReasoning:
+    def __init__(self, spec: StrategySpec, context: StrategyContext) -> None:
+        self.spec = spec
+        self.context = context
+
+    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+        self.context.curve(engine)  # a calibration sweep, if needed, happens here, unmeasured
+
+    def run(
+        self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
+    ) -> list[QuestionRecord]:
+        curve = self.context.curve(engine)
+        budget_j: float = self.spec["budget_j"]
+        prompts = [engine.prompt(cot_user(q)) for q in questions]
+        # The forced answer costs the cue and one letter.
+        reserve = engine.count_tokens(FORCED_ANSWER_CUE) + 1
+        n_in = [engine.count_tokens(p) for p in prompts]
+        allowance = [
+            max_tokens_for_budget(curve, n, budget_j, cap=self.spec["max_tokens"], reserve=reserve)
+            for n in n_in
+        ]
+        texts = [""] * len(questions)
+        out_tokens = [0] * len(questions)
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, tokens in enumerate(allowance):
+            groups[tokens].append(i)
+        for tokens, members in sorted(groups.items()):
+            if tokens == 0:
+                continue
+            generated = engine.generate(
+                [prompts[i] for i in members], ledger, max_new_tokens=tokens
+            )
+            for i, g in zip(members, generated, strict=True):
+                texts[i] = g.samples[0].text
+                out_tokens[i] = g.samples[0].output_tokens
+        predicted: list[str | None] = [
+            extract_answer(text, q.choices) if text else None
+            for text, q in zip(texts, questions, strict=True)
+        ]
+        forced = [i for i, p in enumerate(predicted) if p is None]
+        if forced:
+            scored = engine.score(
+                [prompts[i] + texts[i] + FORCED_ANSWER_CUE for i in forced], LETTERS, ledger
+            )
+            for i, s in zip(forced, scored, strict=True):
+                predicted[i] = LETTERS[max(range(4), key=lambda k: s.logprobs[k])]
+                out_tokens[i] += reserve
+        per_question: list[dict[str, Any]] = [
+            {
+                "budget_j": budget_j,
+                "allowed_tokens": allowance[i],
+                "output_tokens": out_tokens[i],
+                "predicted_j": curve.energy_j(n_in[i], out_tokens[i]),
+                "forced": i in forced,
+            }
+            for i in range(len(questions))
+        ]
+        ledger.details["budget"] = {
+            "budget_j": budget_j,
+            "curve_model": curve.model,
+            "forced_answers": len(forced),
+            "predicted_j": sum(q["predicted_j"] for q in per_question),
+            "questions": per_question,
+        }
+        return [
+            QuestionRecord(
+                subject=q.subject,
+                gold=q.answer,
+                predicted=predicted[i],
+                input_tokens=n_in[i],
+                output_tokens=out_tokens[i],
+            )
+            for i, q in enumerate(questions)
+        ]
