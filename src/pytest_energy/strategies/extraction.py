@@ -24,7 +24,8 @@ from pytest_energy.metrics import LETTERS
 _ANSWER_IS = re.compile(r"(?i:answer\s+is)\s*:?\s*\(?\s*([ABCD])\b")
 _PAREN = re.compile(r"\(([ABCD])\)")
 _ANSWER_COLON = re.compile(r"(?i:answer)\s*:\s*\(?([ABCD])\b")
-_LEADING = re.compile(r"^\s*\(?([ABCD])(?:[).:,\s]|$)")
+# A lone letter, not the first word of a sentence ("A molecule of water...").
+_LEADING = re.compile(r"^\s*\(?([ABCD])(?=[).:,]|\s*$|\s*\n|\s+[^a-z\s])")
 
 
 def extract_answer(text: str, choices: Sequence[str] = ()) -> str | None:

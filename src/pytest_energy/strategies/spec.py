@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,17 +33,17 @@ class StrategySpec:
     given: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        """The canonical text, with the options the user gave, sorted (stable baseline keys)."""
+        """The canonical text: the options the user gave, sorted (a label for reports;
+        baselines are keyed by test id, so spelling does not split them)."""
         parts = []
         for key in sorted(self.given):
             value = self.options[key]
-            parts.append(
-                key
-                if value is True
-                else f"{key}={value:g}"
-                if isinstance(value, float)
-                else f"{key}={value}"
-            )
+            if value is True:
+                parts.append(key)
+            elif isinstance(value, float):
+                parts.append(f"{key}={value:.15g}")
+            else:
+                parts.append(f"{key}={value}")
         return self.name + (":" + ",".join(parts) if parts else "")
 
     def __getitem__(self, key: str) -> Any:
@@ -75,6 +76,10 @@ def parse_strategy(text: str, overrides: Mapping[str, Any] | None = None) -> Str
 
 
 def _convert(name: str, key: str, value: Any, kind: type) -> Any:
+    if isinstance(value, bool) and kind is not bool:
+        raise StrategyError(f"strategy {name}: option {key} needs a value, e.g. {key}=...")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise StrategyError(f"strategy {name}: option {key}={value!r} must be a whole number")
     try:
         if kind is bool:
             if value is True or str(value).lower() in ("1", "true", "yes"):
@@ -87,6 +92,8 @@ def _convert(name: str, key: str, value: Any, kind: type) -> Any:
         raise StrategyError(
             f"strategy {name}: option {key}={value!r} is not a valid {kind.__name__}"
         ) from None
+    if kind in (int, float) and not math.isfinite(converted):
+        raise StrategyError(f"strategy {name}: option {key}={value!r} must be a finite number")
     if kind in (int, float) and converted <= 0 and not (key == "temperature" and converted == 0):
         raise StrategyError(f"strategy {name}: option {key} must be positive, got {value!r}")
     return converted

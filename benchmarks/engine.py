@@ -1,0 +1,307 @@
+"""Engine throughput against a naive reference measured in the same run.
+
+Questions per second on SmolLM2-135M for ``direct`` (letter scoring), ``cot``
+(max 128 tokens) and ``vote:k=5``, with the engine (batched, cache pruning,
+shared vote prefill) and with a naive loop (one question at a time: a full
+forward for letter scoring, ``model.generate`` for CoT, k separate
+``generate`` calls for a vote). Also cold and warm model load, plugin start-up
+cost and meter overhead. Prints a table and writes JSON with every figure as a
+ratio against its same-run baseline.
+
+The naive loop is slow (about 12 output tokens/s on 2 CPU cores), so it runs on
+``--naive-questions`` of the sampled questions (a stratified subset of the
+same sample); questions per second are comparable, absolute times are not.
+
+Usage: python benchmarks/engine.py --mmlu ../shared/mmlu [--questions 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pytest_energy.engine import Engine, Ledger
+from pytest_energy.meters.base import EnergyMeter
+from pytest_energy.meters.cpu_estimate import CpuEstimateMeter
+from pytest_energy.mmlu import Question, load_mmlu
+from pytest_energy.models import resolve_model
+from pytest_energy.strategies import StrategyContext, build_strategy, parse_strategy
+from pytest_energy.strategies.direct import LETTER_CANDIDATES
+from pytest_energy.strategies.extraction import extract_answer
+from pytest_energy.strategies.prompts import ANSWER_CUE, cot_user, direct_user
+from pytest_energy.strategies.voting import majority
+
+OUT = Path(__file__).parent / "results" / "engine.json"
+
+
+def naive_direct(engine: Engine, questions: list[Question]) -> list[str]:
+    model, tok = engine.model, engine.tokenizer
+    ids = [tok(c, add_special_tokens=False)["input_ids"][0] for c in LETTER_CANDIDATES]
+    answers = []
+    for q in questions:
+        enc = tok(
+            engine.prompt(direct_user(q), ANSWER_CUE), return_tensors="pt", add_special_tokens=False
+        )
+        with torch.inference_mode():
+            logits = model(**enc).logits[0, -1]
+        answers.append("ABCD"[int(torch.stack([logits[i] for i in ids]).argmax())])
+    return answers
+
+
+def naive_generate(
+    engine: Engine,
+    questions: list[Question],
+    max_tokens: int,
+    k: int = 1,
+    temperature: float = 0.0,
+) -> list[str | None]:
+    model, tok = engine.model, engine.tokenizer
+    answers: list[str | None] = []
+    for q in questions:
+        enc = tok(engine.prompt(cot_user(q)), return_tensors="pt", add_special_tokens=False)
+        votes = []
+        for _ in range(k):
+            sampling: dict[str, Any] = (
+                {"do_sample": True, "temperature": temperature}
+                if temperature > 0
+                else {"do_sample": False}
+            )
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc, max_new_tokens=max_tokens, pad_token_id=tok.pad_token_id, **sampling
+                )
+            text = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            votes.append(extract_answer(text, q.choices))
+        answers.append(majority(votes))
+    return answers
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def stratified_subset(questions: list[Question], n: int) -> list[Question]:
+    step = max(1, len(questions) // n)
+    return questions[::step][:n]
+
+
+def load_times(spec_name: str) -> dict[str, float]:
+    """Cold load (de-quantise the GGUF) against warm load (the on-disk cache)."""
+    cache = Path(tempfile.mkdtemp(prefix="pytest-energy-bench-"))
+    code = (
+        "import time,sys; from pathlib import Path; t=time.perf_counter();"
+        "from pytest_energy.models import resolve_model, load_model;"
+        f"load_model(resolve_model({spec_name!r}), device='cpu', cache_dir=Path({str(cache)!r}));"
+        "print(time.perf_counter()-t)"
+    )
+    try:
+        cold = float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        warm = float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return {"cold_s": cold, "warm_s": warm, "warm_over_cold": warm / cold}
+
+
+def startup_cost(runs: int = 7) -> dict[str, float]:
+    """pytest start-up with the plugin (unused) against pytest without it."""
+    tmp = Path(tempfile.mkdtemp(prefix="pytest-energy-start-"))
+    (tmp / "test_x.py").write_text("def test_x():\n    pass\n")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def run(*extra: str) -> float:
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--collect-only",
+                *extra,
+                str(tmp),
+            ],
+            capture_output=True,
+            env=env,
+            check=True,
+        )
+        return time.perf_counter() - start
+
+    try:
+        with_plugin = statistics.median(run() for _ in range(runs))
+        without = statistics.median(run("-p", "no:energy") for _ in range(runs))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    imports = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import pytest_energy.plugin"],
+        capture_output=True,
+        text=True,
+    )
+    heavy = sorted(
+        {
+            line.rsplit("|", 1)[-1].strip()
+            for line in imports.stderr.splitlines()
+            if line.rsplit("|", 1)[-1].strip() in ("torch", "transformers", "pynvml")
+        }
+    )
+    return {
+        "pytest_with_plugin_s": with_plugin,
+        "pytest_without_plugin_s": without,
+        "overhead_fraction": with_plugin / without - 1,
+        "heavy_imports": heavy,
+    }
+
+
+def meter_overhead(engine: Engine, questions: list[Question]) -> dict[str, float]:
+    """The same evaluation with real windows and with windows that measure nothing."""
+
+    class Nothing:
+        name, estimated = "none", True
+
+        def read(self) -> float:
+            return 0.0
+
+    runner = build_strategy(parse_strategy("direct"), _context(engine))
+    real = engine.meter
+    times = {}
+    for label, meter in (
+        ("metered", real),
+        ("unmetered", EnergyMeter(Nothing())),
+        ("metered_again", real),
+    ):
+        engine.meter = meter
+        times[label] = timed(lambda: runner.run(engine, questions, Ledger(), seed=0))[0]
+    engine.meter = real
+    metered = (times["metered"] + times["metered_again"]) / 2
+    return {**times, "overhead_fraction": metered / times["unmetered"] - 1}
+
+
+def prompt_tokens_computed(engine: Engine, questions: list[Question]) -> float:
+    """Prompt tokens the model really ran for vote:k=5, over the prompts' own tokens."""
+    computed = 0
+
+    def count(_module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        nonlocal computed
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] > 1:  # a prompt pass, not a decode step
+            computed += int(kwargs["attention_mask"][:, -ids.shape[1] :].sum())
+
+    prompts = [engine.prompt(cot_user(q)) for q in questions]
+    hook = engine.model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        engine.generate(prompts, Ledger(), max_new_tokens=2, samples=5, temperature=0.7)
+    finally:
+        hook.remove()
+    return computed / sum(engine.count_tokens(p) for p in prompts)
+
+
+def _context(engine: Engine) -> StrategyContext:
+    def unavailable(*_: Any) -> Any:
+        raise RuntimeError("curves and routing are not part of the engine benchmark")
+
+    return StrategyContext(engines=lambda _: engine, curve=unavailable, mmlu=unavailable)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mmlu", required=True)
+    parser.add_argument("--questions", type=int, default=64)
+    parser.add_argument("--naive-questions", type=int, default=16)
+    parser.add_argument("--cot-tokens", type=int, default=128)
+    parser.add_argument("--vote-tokens", type=int, default=64)
+    parser.add_argument("--skip", nargs="*", default=[], help="direct cot vote load startup meter")
+    parser.add_argument("-o", "--output", type=Path, default=OUT)
+    args = parser.parse_args()
+
+    questions = list(load_mmlu(args.mmlu).sample(args.questions, seed=0))
+    subset = stratified_subset(questions, args.naive_questions)
+    meter = EnergyMeter(CpuEstimateMeter(10.0))
+    engine = Engine.load(resolve_model("smollm2-135m"), device="cpu", meter=meter)
+    context = _context(engine)
+    report: dict[str, Any] = {
+        "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "questions": args.questions,
+        "naive_questions": len(subset),
+        "batch_size": engine.batch_size,
+    }
+
+    def compare(name: str, strategy: str, naive: Any) -> None:
+        runner = build_strategy(parse_strategy(strategy), context)
+        ours_s, _ = timed(lambda: runner.run(engine, questions, Ledger(), seed=0))
+        naive_s, _ = timed(naive)
+        ours_qps, naive_qps = len(questions) / ours_s, len(subset) / naive_s
+        report[name] = {
+            "strategy": strategy,
+            "engine_qps": ours_qps,
+            "naive_qps": naive_qps,
+            "speedup": ours_qps / naive_qps,
+        }
+        print(
+            f"{name:7s} engine {ours_qps:7.3f} q/s  naive {naive_qps:7.3f} q/s  "
+            f"speedup {ours_qps / naive_qps:5.2f}x",
+            flush=True,
+        )
+
+    if "direct" not in args.skip:
+        compare("direct", "direct", lambda: naive_direct(engine, subset))
+    if "cot" not in args.skip:
+        compare(
+            "cot",
+            f"cot:max_tokens={args.cot_tokens}",
+            lambda: naive_generate(engine, subset, args.cot_tokens),
+        )
+    if "vote" not in args.skip:
+        compare(
+            "vote",
+            f"vote:k=5,max_tokens={args.vote_tokens}",
+            lambda: naive_generate(engine, subset, args.vote_tokens, k=5, temperature=0.7),
+        )
+        report["vote"]["prompt_tokens_computed_over_prompt"] = prompt_tokens_computed(
+            engine, subset
+        )
+    if "load" not in args.skip:
+        report["load"] = load_times("smollm2-135m")
+        print(
+            f"load    cold {report['load']['cold_s']:.1f} s  warm {report['load']['warm_s']:.1f} s"
+            f"  warm/cold {report['load']['warm_over_cold']:.2f}",
+            flush=True,
+        )
+    if "startup" not in args.skip:
+        report["startup"] = startup_cost()
+        print(
+            f"startup plugin overhead {report['startup']['overhead_fraction']:+.1%} "
+            f"heavy imports: {report['startup']['heavy_imports'] or 'none'}",
+            flush=True,
+        )
+    if "meter" not in args.skip:
+        report["meter"] = meter_overhead(engine, questions)
+        print(f"meter   overhead {report['meter']['overhead_fraction']:+.1%}", flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(f"written {args.output}")
+
+
+if __name__ == "__main__":
+    main()
