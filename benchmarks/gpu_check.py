@@ -1,6 +1,6 @@
 """Check the nvml meter on a real NVIDIA GPU; prints one JSON document (under 5 minutes).
 
-    python benchmarks/gpu_check.py [--device N] [--idle-s 2] [--windows 5,30]
+    python benchmarks/gpu_check.py [--device N] [--idle-s 2] [--windows 5,30] [--mmlu DIR]
 
 Reports the energy counter's update period, the agreement between the counter
 and integrated instantaneous power over busy windows (bf16 matmuls with torch),
@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from pytest_energy.meters.base import EnergyMeter
@@ -90,12 +91,57 @@ def meter_section(args: argparse.Namespace) -> tuple[dict[str, Any], NvmlMeter]:
     return result, counter
 
 
-def model_section(result: dict[str, Any]) -> None:
-    """SmolLM2 joules per token with the engine: batch 1 and 16, direct and cot.
+def model_section(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """SmolLM2 joules per token with the engine and the nvml meter: batch 1 and 16,
+    direct and cot (max 128 tokens), on ``--questions`` real MMLU questions."""
+    from pytest_energy.session import EnergySession
+    from pytest_energy.settings import Settings
 
-    Placeholder for the lead to fill; it must add its findings under ``result["model"]``.
-    """
-    result["model"] = {"status": "not implemented"}
+    settings = Settings(
+        enabled=True,
+        meter="nvml",
+        mmlu=args.mmlu,
+        device=f"cuda:{args.device}",
+        rootdir=Path.cwd(),
+    )
+    session = EnergySession(settings, writes_files=False)
+    rows: list[dict[str, Any]] = []
+    try:
+        engine = session.engine("smollm2-135m")
+        for batch_size in (1, 16):
+            engine.batch_size = batch_size
+            for strategy in ("direct", "cot:max_tokens=128"):
+                started = time.monotonic()
+                r = session.evaluate(
+                    "smollm2-135m",
+                    strategy,
+                    n=args.questions,
+                    subjects=None,
+                    seed=0,
+                    generation={},
+                )
+                rows.append(
+                    {
+                        "batch_size": batch_size,
+                        "strategy": strategy,
+                        "questions": r.questions,
+                        "accuracy": r.accuracy,
+                        "input_tokens": r.input_tokens,
+                        "output_tokens": r.output_tokens,
+                        "energy_j": r.energy_j,
+                        "prefill_j": r.prefill_j,
+                        "decode_j": r.decode_j,
+                        "j_per_token": r.j_per_token,
+                        "j_per_output_token": r.j_per_output_token,
+                        "duration_s": r.duration_s,
+                        "wall_s": round(time.monotonic() - started, 2),
+                        "phase_split": r.details.get("phase_split"),
+                        "runs_per_window": r.details.get("runs_per_window", 1),
+                    }
+                )
+    finally:
+        session.close()
+    result["model"] = {"model": "smollm2-135m", "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,11 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[5.0, 30.0],
         help="busy windows in seconds (default 5,30)",
     )
+    parser.add_argument("--mmlu", default="../shared/mmlu", help="MMLU folder (Hendrycks CSVs)")
+    parser.add_argument("--questions", type=int, default=32, help="MMLU questions per run")
     args = parser.parse_args(argv)
     started_s = time.monotonic()
     result, counter = meter_section(args)
     try:
-        model_section(result)
+        model_section(result, args)
     finally:
         counter.close()
     result["total_s"] = round(time.monotonic() - started_s, 1)
