@@ -21,7 +21,6 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from typing import Any
 
 from pytest_energy import __version__
 from pytest_energy.errors import BaselineError
+from pytest_energy.files import write_text_atomic
 from pytest_energy.metrics import EvalResult
 
 SCHEMA_VERSION = 1
@@ -331,7 +331,7 @@ class BaselineStore:
             entries = dict(current.entries)
             entries.update({key: self.entries[key] for key in self.dirty})
             merged = BaselineStore(entries, __version__)
-            _atomic_write(path, merged.to_text())
+            write_text_atomic(path, merged.to_text())
         return merged
 
 
@@ -440,16 +440,3 @@ def _lock(path: Path) -> Iterator[None]:
         yield
     finally:
         lock.unlink(missing_ok=True)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

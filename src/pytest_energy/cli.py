@@ -62,7 +62,7 @@ def _emit(text: str, out: str | None) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    from pytest_energy.report.results import write_text_atomic
+    from pytest_energy.files import write_text_atomic
 
     write_text_atomic(Path(out), text)
 
@@ -118,10 +118,10 @@ def _run_report(args: argparse.Namespace) -> int:
         color = args.output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         text = render_terminal(rows, width=width, color=color)
     else:
+        from pytest_energy.files import dump_json
         from pytest_energy.report.results import (
             benchmark_action_accuracy,
             benchmark_action_export,
-            dump_json,
         )
 
         export = (

@@ -18,14 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from pytest_energy.errors import EnergyError
+from pytest_energy.files import dump_json, write_text_atomic
 
 SCHEMA_VERSION = 1
 GridSize = Literal["small", "medium", "large"]
@@ -362,15 +361,7 @@ class CurveStore:
             "schema_version": SCHEMA_VERSION,
             "curves": {key: curve.to_dict() for key, curve in self._curves.items()},
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, dump_json(data))
 
 
 @dataclass(frozen=True)

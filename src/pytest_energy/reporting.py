@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_energy.files import write_text_atomic
 from pytest_energy.report import device_label
 from pytest_energy.report.markdown import render_markdown
 from pytest_energy.report.plots import write_plots
-from pytest_energy.report.results import write_results, write_text_atomic
+from pytest_energy.report.results import write_results
 from pytest_energy.report.terminal import HeaderInfo, render_terminal
 from pytest_energy.session import EnergySession
 

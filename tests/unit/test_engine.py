@@ -26,7 +26,7 @@ from pytest_energy.mmlu import Question, load_mmlu
 from pytest_energy.models import SMOLLM2_ALIAS, resolve_model
 from pytest_energy.strategies.direct import LETTER_CANDIDATES, Direct
 from pytest_energy.strategies.prompts import ANSWER_CUE, cot_user, direct_user
-from pytest_energy.strategies.reasoning import ChainOfThought, MajorityVote
+from pytest_energy.strategies.reasoning import chain_of_thought, majority_vote
 from pytest_energy.strategies.spec import parse_strategy
 
 pytestmark = pytest.mark.model
@@ -95,7 +95,7 @@ def run(
         key = (engine.batch_size, text)
         if key not in done:
             spec = parse_strategy(text)
-            strategy = Direct(spec) if spec.name == "direct" else ChainOfThought(spec)
+            strategy = Direct(spec) if spec.name == "direct" else chain_of_thought(spec)
             ledger = Ledger()
             records = strategy.run(engine, questions, ledger, seed=0)
             done[key] = Run(records, ledger)
@@ -267,7 +267,7 @@ def test_vote_computes_each_prompt_once_for_all_its_samples(
     engine: Engine, questions: Sequence[Question]
 ) -> None:
     k, max_tokens = 3, 6
-    strategy = MajorityVote(parse_strategy(f"vote:k={k},max_tokens={max_tokens}"))
+    strategy = majority_vote(parse_strategy(f"vote:k={k},max_tokens={max_tokens}"))
     ledger = Ledger()
     with counting_forward(engine.model) as calls:
         records = strategy.run(engine, questions, ledger, seed=0)

@@ -38,8 +38,6 @@ any version up to its own and refuses a newer one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -48,6 +46,7 @@ from typing import Any, Literal
 
 from pytest_energy import __version__
 from pytest_energy.errors import EnergyError
+from pytest_energy.files import dump_json, write_text_atomic
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Outcome
 from pytest_energy.report import Row, sorted_rows
@@ -91,25 +90,6 @@ def results_document(
             for result, outcome in sorted_rows(rows)
         ],
     }
-
-
-def dump_json(document: Any) -> str:
-    """The house JSON text: sorted keys, two-space indent, trailing newline."""
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_results(

@@ -56,19 +56,19 @@ class Strategy(Protocol):
 
 def build_strategy(spec: StrategySpec, context: StrategyContext) -> Strategy:
     """The runner for ``spec``."""
-    from pytest_energy.strategies.direct import Direct, DirectGenerate
-    from pytest_energy.strategies.reasoning import ChainOfThought, MajorityVote
+    from pytest_energy.strategies.direct import Direct, direct_prompt
+    from pytest_energy.strategies.reasoning import Generate, chain_of_thought, majority_vote
 
     if spec.name == "direct":
-        return DirectGenerate(spec) if spec["generate"] else Direct(spec)
+        return Generate(spec, direct_prompt) if spec["generate"] else Direct(spec)
     if spec.name == "cot" and spec["budget_j"] is not None:
         from pytest_energy.strategies.budgeted import BudgetedReasoning
 
         return BudgetedReasoning(spec, context)
     if spec.name == "cot":
-        return ChainOfThought(spec)
+        return chain_of_thought(spec)
     if spec.name == "vote":
-        return MajorityVote(spec)
+        return majority_vote(spec)
     from pytest_energy.strategies.route import Route
 
     return Route(spec, context)
