@@ -169,7 +169,7 @@ class Engine:
             "model": self.spec.label,
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device": self.device,
-            "torch": self._torch.__version__,
+            "torch": str(self._torch.__version__),  # TorchVersion does not pickle for xdist
             "transformers": importlib.metadata.version("transformers"),
         }
 

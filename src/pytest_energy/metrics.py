@@ -213,7 +213,7 @@ class EvalResult:
             "strategy": self.strategy,
             "meter": self.meter,
             "estimated": self.estimated,
-            "fingerprint": dict(self.fingerprint),
+            "fingerprint": {str(k): str(v) for k, v in self.fingerprint.items()},
             "summary": self.summary(),
             "repeats": [asdict(s) for s in self.repeats],
             "records": [asdict(r) for r in self.records],

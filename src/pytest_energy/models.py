@@ -117,6 +117,11 @@ def load_model(spec: ModelSpec, *, device: str, cache_dir: Path | None) -> tuple
             location = str(cached)
         else:
             extra = {"gguf_file": spec.gguf_file}
+    hf_logging: Any = importlib.import_module("transformers.utils.logging")
+
+    # Progress bars would land in every user's captured test output.
+    bars_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     try:
         tokenizer: Any = AutoTokenizer.from_pretrained(location, **extra)
         model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **extra)
@@ -124,6 +129,9 @@ def load_model(spec: ModelSpec, *, device: str, cache_dir: Path | None) -> tuple
         raise ModelError(
             f"cannot load model {spec.label} from {location}: {str(exc).splitlines()[0]}"
         ) from None
+    finally:
+        if bars_on:
+            hf_logging.enable_progress_bar()
     if extra:
         _save_cache(model, tokenizer, cached)
     model.to(device)

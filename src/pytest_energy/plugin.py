@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_energy import settings as settings_module
+from pytest_energy.budgets import marker_budgets
 from pytest_energy.errors import EnergyError
 from pytest_energy.settings import Settings
 
@@ -210,6 +211,9 @@ class EnergyEval:
         session = self._session
 
         def run() -> tuple[EvalResult, Any]:
+            if marker is not None:
+                # A misspelt budget fails before minutes of evaluation, not after.
+                marker_budgets(test_id, marker.kwargs)
             result = session.evaluate(
                 model,
                 strategy,

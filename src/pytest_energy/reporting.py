@@ -35,6 +35,13 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> None:
         tr.write_line(line)
     if changes is not None:
         tr.write_line(changes.describe(settings.baseline_path))
+    missing = sum(outcome.baseline == "missing" for _, outcome in rows)
+    if missing and changes is None:
+        tr.write_line(
+            f"baseline: {missing} evaluation{'s' if missing > 1 else ''} without an entry in "
+            f"{_shown(settings.baseline_path, settings.rootdir)}; record with "
+            "pytest --energy-budget --energy-update-baseline and commit the file"
+        )
     if unused:
         tr.write_line(
             f"baseline: {len(unused)} entr{'y' if len(unused) == 1 else 'ies'} not exercised "

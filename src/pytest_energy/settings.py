@@ -147,8 +147,10 @@ class Settings:
         if enabled and budgets_file is not None:
             budgets_file = path(budgets_file)
             if not budgets_file.is_file():
+                found = raw("budget")
+                where = found[1] if found else "--energy-budget"
                 raise pytest.UsageError(
-                    f"--energy-budget: budgets file {budgets_file} does not exist; "
+                    f"{where}: budgets file {budgets_file} does not exist; "
                     "create it or run --energy-budget without a file"
                 )
         elif enabled and (rootdir / DEFAULT_BUDGETS_FILE).is_file():

@@ -1,0 +1,171 @@
+"""The baseline lifecycle on the real model: no baseline -> record -> pass ->
+regression fails the right test -> re-record -> pass; partial updates, corrupt
+files and accepted regressions.
+
+The regression is injected with a CPU-time meter (see ``CPU_TIME_METER_CONFTEST``)
+whose watts figure for one test is raised by 30%, so the real model still runs
+and the gate sees real, noisy repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+TWO_TESTS = """
+def test_steady(energy_eval):
+    energy_eval("smollm2-135m", "direct", n=1, subjects="world_religions")
+
+
+def test_costly(energy_eval):
+    energy_eval("smollm2-135m", "direct", n=1, subjects="miscellaneous")
+"""
+# Five repeats give the Mann-Whitney test samples; 15% leaves room for drift of
+# CPU time between sessions on a shared runner while a 30% rise still fails.
+GATE = ("--energy-repeats=5", "--energy-tolerance=15%")
+REGRESSION = re.compile(
+    r"^j_per_token regressed \+(?P<change>[0-9.]+)% \(base [0-9.e+-]+ J, head [0-9.e+-]+ J, "
+    r"tolerance 15%, Mann-Whitney p=0\.0\d\d, 5 vs 5 repeats( \(\d outliers? set aside\))?\)",
+    re.MULTILINE,
+)
+
+RunEnergy = Callable[..., pytest.RunResult]
+Scale = Callable[[dict[str, float]], None]
+
+
+def read_baseline(pytester: pytest.Pytester) -> tuple[str, dict[str, Any]]:
+    text = (pytester.path / ".energy" / "baseline.json").read_text(encoding="utf-8")
+    return text, json.loads(text)
+
+
+def test_baseline_lifecycle_records_compares_fails_the_regressed_test_and_recovers(
+    pytester: pytest.Pytester, run_energy: RunEnergy, scale_workload: Scale
+) -> None:
+    pytester.makepyfile(test_lifecycle=TWO_TESTS)
+    baseline = pytester.path / ".energy" / "baseline.json"
+
+    first = run_energy()
+    first.assert_outcomes(passed=2)
+    first.stdout.fnmatch_lines(["*test_costly*no baseline*"])
+    first.stdout.fnmatch_lines(["*test_steady*no baseline*"])
+    first.stdout.fnmatch_lines(["*--energy-update-baseline*"])
+    assert not baseline.exists()
+
+    recorded = run_energy(*GATE, "--energy-update-baseline")
+    recorded.assert_outcomes(passed=2)
+    recorded.stdout.fnmatch_lines([f"baseline {baseline}: 2 new, 0 updated, 0 unchanged"])
+    text, data = read_baseline(pytester)
+    assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
+    entries = data["entries"]
+    assert sorted(entries) == ["test_lifecycle.py::test_costly", "test_lifecycle.py::test_steady"]
+    assert all(len(e["samples"]["energy_j"]) == 5 for e in entries.values())
+
+    unchanged = run_energy(*GATE)
+    unchanged.assert_outcomes(passed=2)
+    unchanged.stdout.fnmatch_lines(["*cpu-time*"])
+
+    scale_workload({"test_costly": 1.3})
+    regressed = run_energy(*GATE)
+    regressed.assert_outcomes(passed=1, failed=1)
+    regressed.stdout.fnmatch_lines(["FAILED test_lifecycle.py::test_costly*"])
+    regressed.stdout.no_fnmatch_line("FAILED test_lifecycle.py::test_steady*")
+    failure = REGRESSION.search(regressed.stdout.str())
+    assert failure is not None, regressed.stdout.str()
+    assert 15 < float(failure["change"]) < 50
+    assert baseline.read_text(encoding="utf-8") == text
+
+    accepted = run_energy(
+        *GATE, "--energy-accept=bigger prompt, see #12", "--energy-report=report.md"
+    )
+    accepted.assert_outcomes(passed=2)
+    assert any("test_costly" in line and "ACCEPTED" in line for line in accepted.outlines)
+    assert "bigger prompt, see #12" in (pytester.path / "report.md").read_text(encoding="utf-8")
+    assert baseline.read_text(encoding="utf-8") == text
+
+    refreshed = run_energy(*GATE, "--energy-update-baseline")
+    refreshed.assert_outcomes(passed=2)
+    refreshed.stdout.fnmatch_lines([f"baseline {baseline}: 0 new, * updated, * unchanged"])
+
+    after_update = run_energy(*GATE)
+    after_update.assert_outcomes(passed=2)
+
+
+def test_partial_update_keeps_the_entries_of_tests_that_did_not_run(
+    pytester: pytest.Pytester, run_energy: RunEnergy, scale_workload: Scale
+) -> None:
+    pytester.makepyfile(test_lifecycle=TWO_TESTS)
+    run_energy("--energy-update-baseline").assert_outcomes(passed=2)
+    _, before = read_baseline(pytester)
+
+    partial = run_energy("--energy-update-baseline", "-k", "test_steady")
+
+    partial.assert_outcomes(passed=1, deselected=1)
+    partial.stdout.fnmatch_lines(
+        [
+            "baseline *: 0 new, 1 updated, 0 unchanged",
+            "baseline: 1 entry not exercised by this run (kept): test_lifecycle.py::test_costly",
+        ]
+    )
+    _, after = read_baseline(pytester)
+    costly = "test_lifecycle.py::test_costly"
+    assert after["entries"][costly] == before["entries"][costly]
+    assert sorted(after["entries"]) == sorted(before["entries"])
+
+
+def test_under_xdist_workers_measure_and_the_controller_records_and_compares(
+    pytester: pytest.Pytester, run_energy: RunEnergy, scale_workload: Scale
+) -> None:
+    pytester.makepyfile(test_lifecycle=TWO_TESTS)
+    baseline = pytester.path / ".energy" / "baseline.json"
+
+    recorded = run_energy(*GATE, "--energy-update-baseline", "-n", "2")
+    recorded.assert_outcomes(passed=2)
+    recorded.stdout.fnmatch_lines([f"baseline {baseline}: 2 new, 0 updated, 0 unchanged"])
+    assert sum("= energy =" in line for line in recorded.outlines) == 1
+    _, data = read_baseline(pytester)
+    assert sorted(data["entries"]) == [
+        "test_lifecycle.py::test_costly",
+        "test_lifecycle.py::test_steady",
+    ]
+
+    scale_workload({"test_costly": 1.3})
+    regressed = run_energy(*GATE, "-n", "2")
+    regressed.assert_outcomes(passed=1, failed=1)
+    regressed.stdout.fnmatch_lines(["FAILED test_lifecycle.py::test_costly*"])
+    assert REGRESSION.search(regressed.stdout.str()) is not None, regressed.stdout.str()
+    assert sum("= energy =" in line for line in regressed.outlines) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"schema": 1, "entries": {', "not valid JSON: *; repair it, or delete it and re-record*"),
+        (
+            '{"schema": 1, "entries": {"t.py::test_x": {"model": "m"}}}',
+            "entry 't.py::test_x': missing *; fix or delete this entry*",
+        ),
+    ],
+    ids=["not-json", "bad-entry"],
+)
+def test_corrupt_baseline_is_a_usage_error_naming_the_file_and_is_left_alone(
+    pytester: pytest.Pytester, text: str, problem: str
+) -> None:
+    baseline = pytester.path / "ci" / "baseline.json"
+    baseline.parent.mkdir()
+    baseline.write_text(text, encoding="utf-8")
+    pytester.makepyfile("def test_plain():\n    pass\n")
+
+    result = pytester.runpytest(
+        "--energy-budget",
+        "--energy-meter=cpu-estimate",
+        "--energy-baseline=ci/baseline.json",
+        "--energy-update-baseline",
+    )
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {baseline}: {problem}"])
+    assert baseline.read_text(encoding="utf-8") == text
