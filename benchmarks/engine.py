@@ -232,51 +232,64 @@ def main() -> None:
     parser.add_argument("--cot-tokens", type=int, default=128)
     parser.add_argument("--vote-tokens", type=int, default=64)
     parser.add_argument("--skip", nargs="*", default=[], help="direct cot vote load startup meter")
+    parser.add_argument(
+        "--dtypes",
+        type=lambda text: text.split(","),
+        default=["auto", "float32"],
+        help="engine dtypes to measure (default auto,float32; the first is the main one)",
+    )
     parser.add_argument("-o", "--output", type=Path, default=OUT)
     args = parser.parse_args()
 
     questions = list(load_mmlu(args.mmlu).sample(args.questions, seed=0))
     subset = stratified_subset(questions, args.naive_questions)
     meter = EnergyMeter(CpuEstimateMeter(10.0))
-    engine = Engine.load(resolve_model("smollm2-135m"), device="cpu", meter=meter)
-    context = _context(engine)
+    spec = resolve_model("smollm2-135m")
+    # The naive loop is what a user writes with plain transformers: the model as
+    # loaded by default (float32), one question at a time.
+    plain = Engine.load(spec, device="cpu", meter=meter, dtype="float32")
+    engines = {d: Engine.load(spec, device="cpu", meter=meter, dtype=d) for d in args.dtypes}
+    engine = engines[args.dtypes[0]]
     report: dict[str, Any] = {
         "machine": {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__},
         "questions": args.questions,
         "naive_questions": len(subset),
+        "naive_dtype": "float32",
+        "engine_dtypes": {d: str(e.model.dtype) for d, e in engines.items()},
         "batch_size": engine.batch_size,
     }
 
     def compare(name: str, strategy: str, naive: Any) -> None:
-        runner = build_strategy(parse_strategy(strategy), context)
-        ours_s, _ = timed(lambda: runner.run(engine, questions, Ledger(), seed=0))
         naive_s, _ = timed(naive)
-        ours_qps, naive_qps = len(questions) / ours_s, len(subset) / naive_s
-        report[name] = {
-            "strategy": strategy,
-            "engine_qps": ours_qps,
-            "naive_qps": naive_qps,
-            "speedup": ours_qps / naive_qps,
-        }
-        print(
-            f"{name:7s} engine {ours_qps:7.3f} q/s  naive {naive_qps:7.3f} q/s  "
-            f"speedup {ours_qps / naive_qps:5.2f}x",
-            flush=True,
-        )
+        naive_qps = len(subset) / naive_s
+        report[name] = {"strategy": strategy, "naive_qps": naive_qps}
+        for dtype, eng in engines.items():
+            runner = build_strategy(parse_strategy(strategy), _context(eng))
+            start = time.perf_counter()
+            runner.run(eng, questions, Ledger(), seed=0)
+            ours_s = time.perf_counter() - start
+            ours_qps = len(questions) / ours_s
+            report[name][f"engine_{dtype}_qps"] = ours_qps
+            report[name][f"speedup_{dtype}"] = ours_qps / naive_qps
+            print(
+                f"{name:7s} engine[{dtype}] {ours_qps:7.3f} q/s  naive {naive_qps:7.3f} q/s  "
+                f"speedup {ours_qps / naive_qps:5.2f}x",
+                flush=True,
+            )
 
     if "direct" not in args.skip:
-        compare("direct", "direct", lambda: naive_direct(engine, subset))
+        compare("direct", "direct", lambda: naive_direct(plain, subset))
     if "cot" not in args.skip:
         compare(
             "cot",
             f"cot:max_tokens={args.cot_tokens}",
-            lambda: naive_generate(engine, subset, args.cot_tokens),
+            lambda: naive_generate(plain, subset, args.cot_tokens),
         )
     if "vote" not in args.skip:
         compare(
             "vote",
             f"vote:k=5,max_tokens={args.vote_tokens}",
-            lambda: naive_generate(engine, subset, args.vote_tokens, k=5, temperature=0.7),
+            lambda: naive_generate(plain, subset, args.vote_tokens, k=5, temperature=0.7),
         )
         report["vote"]["prompt_tokens_computed_over_prompt"] = prompt_tokens_computed(
             engine, subset

@@ -82,6 +82,12 @@ class Scored:
     logprobs: tuple[float, ...]
 
 
+# Largest padding share a batch may carry: scoring is pure prefill, where padding
+# is all waste; generation is mostly decode, where a fuller batch pays back.
+SCORE_PADDING = 0.2
+GENERATE_PADDING = 0.5
+
+
 def auto_batch_size(device: str) -> int:
     # On a CPU larger batches stop paying off beyond ~16 rows of a small model;
     # on a GPU a 135M-1B model fits far more, and larger batches keep it busy.
@@ -110,6 +116,9 @@ class Engine:
         self.device = device
         self.meter = meter
         self.batch_size = batch_size or auto_batch_size(device)
+        # Padded tokens one forward pass may take: prefill on a CPU is compute
+        # bound already at batch 1, so big batches only add padding and memory.
+        self.token_budget = 4096 if device == "cpu" else 65536
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
@@ -130,7 +139,7 @@ class Engine:
     def _warm_up(self) -> None:
         # The first forward pass pays one-off costs (kernel selection, memory
         # pools) that belong to no evaluation; run it outside any window.
-        enc = self._encode(["warm up"])
+        enc = self._pad(self._tokenize(["warm up"]))
         with self._torch.inference_mode():
             self.model(**enc, use_cache=False, **self._last_logits)
 
@@ -143,8 +152,9 @@ class Engine:
         meter: EnergyMeter,
         batch_size: int | None = None,
         cache_dir: Any = None,
+        dtype: str = "auto",
     ) -> Engine:
-        model, tokenizer = load_model(spec, device=device, cache_dir=cache_dir)
+        model, tokenizer = load_model(spec, device=device, cache_dir=cache_dir, dtype=dtype)
         return cls(spec, model, tokenizer, device=device, meter=meter, batch_size=batch_size)
 
     # -- prompts -------------------------------------------------------------
@@ -180,10 +190,11 @@ class Engine:
         """Log-probability of each candidate's first token as the next token of each prompt."""
         torch = self._torch
         ids = [self._first_token(c) for c in candidates]
+        rows = self._tokenize(prompts)
         out: list[Scored | None] = [None] * len(prompts)
-        for batch in self._batches(prompts):
-            enc = self._encode([prompts[i] for i in batch])
-            lengths = enc["attention_mask"].sum(dim=1).tolist()
+        for batch in self._batches(rows, self.batch_size, SCORE_PADDING):
+            enc = self._pad([rows[i] for i in batch])
+            lengths = [len(rows[i]) for i in batch]
             with torch.inference_mode(), self.meter.window(self.sync, strict=False) as w:
                 logits = self.model(**enc, use_cache=False, **self._last_logits).logits[:, -1, :]
                 logprobs = torch.log_softmax(logits.float(), dim=-1)[:, ids].tolist()
@@ -211,11 +222,12 @@ class Engine:
         ``stop_at_eos=False`` generates exactly ``max_new_tokens`` (calibration sweeps).
         """
         gen = self._torch.Generator(device=self.device).manual_seed(seed)
+        rows = self._tokenize(prompts)
         out: list[Generated | None] = [None] * len(prompts)
         rows_per_batch = max(1, self.batch_size // samples)
-        for batch in self._batches(prompts, rows_per_batch):
+        for batch in self._batches(rows, rows_per_batch, GENERATE_PADDING):
             results = self._generate_batch(
-                [prompts[i] for i in batch],
+                [rows[i] for i in batch],
                 ledger,
                 max_new_tokens,
                 samples,
@@ -229,7 +241,7 @@ class Engine:
 
     def _generate_batch(
         self,
-        prompts: list[str],
+        prompts: list[list[int]],
         ledger: Ledger,
         max_new_tokens: int,
         samples: int,
@@ -238,9 +250,9 @@ class Engine:
         stop_at_eos: bool,
     ) -> list[Generated]:
         torch = self._torch
-        enc = self._encode(prompts)
+        enc = self._pad(prompts)
         mask = enc["attention_mask"]
-        lengths = mask.sum(dim=1).tolist()
+        lengths = [len(p) for p in prompts]
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         stop = torch.tensor(
             self.stop_ids if stop_at_eos else [], device=self.device, dtype=torch.long
@@ -311,24 +323,54 @@ class Engine:
         probs = torch.softmax(logits.float() / temperature, dim=-1)
         return torch.multinomial(probs, 1, generator=gen).squeeze(1)
 
-    def _encode(self, prompts: Sequence[str]) -> Any:
-        enc = self.tokenizer(
-            list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
-        )
+    def _tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
+        ids: list[list[int]] = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _pad(self, rows: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """Left-padded ``input_ids`` and ``attention_mask`` tensors for ``rows``."""
+        torch = self._torch
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = [[pad] * (width - len(r)) + list(r) for r in rows]
+        mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
         return {
-            k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")
+            "input_ids": torch.tensor(ids, dtype=torch.long, device=self.device),
+            "attention_mask": torch.tensor(mask, dtype=torch.long, device=self.device),
         }
 
     def _first_token(self, text: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return int(ids[0])
 
-    def _batches(self, prompts: Sequence[str], size: int | None = None) -> list[list[int]]:
-        # Sorting by length keeps padding (wasted compute) low; callers get
-        # results back in their own order.
-        size = size or self.batch_size
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-        return [order[i : i + size] for i in range(0, len(order), size)]
+    def _batches(
+        self, rows: Sequence[Sequence[int]], max_rows: int, max_padding: float
+    ) -> list[list[int]]:
+        """Indices of ``rows`` grouped into batches, shortest prompts first.
+
+        A batch grows while it has fewer than ``max_rows`` rows, its padded size
+        stays within the token budget, and padding stays below ``max_padding`` of
+        it: MMLU prompts range from ~80 to ~700 tokens, and padding is compute
+        spent on nothing. Callers get results back in their own order.
+        """
+        budget = self.token_budget
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        real = 0
+        for i in order:
+            n = len(rows[i])  # the longest so far: rows come in ascending length
+            size = n * (len(current) + 1)
+            if current and (
+                len(current) >= max_rows or size > budget or 1 - (real + n) / size > max_padding
+            ):
+                batches.append(current)
+                current, real = [], 0
+            current.append(i)
+            real += n
+        if current:
+            batches.append(current)
+        return batches
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pytest_energy.baseline import BaselineChanges, BaselineStore, entry_from_result
 from pytest_energy.budgets import BudgetsFile
 from pytest_energy.gate import failure_message, judge
+from pytest_energy.locking import device_lock
+from pytest_energy.meters.idle import net_energy_j
 from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
 from pytest_energy.outcome import Outcome
 from pytest_energy.settings import Settings
+
+
+class SharedDeviceWarning(UserWarning):
+    """Another process used the measured device during a measurement."""
+
 
 # Repeating a run inside one window stops here: a workload still too short
 # after that many runs is too small to measure with this meter.
@@ -28,6 +37,7 @@ if TYPE_CHECKING:
     from pytest_energy.curves import Curve
     from pytest_energy.engine import Engine
     from pytest_energy.meters.base import EnergyMeter, Meter
+    from pytest_energy.meters.idle import IdlePower
     from pytest_energy.mmlu import MMLU, Question
     from pytest_energy.report import Row
     from pytest_energy.strategies import Strategy, StrategyContext
@@ -55,6 +65,7 @@ class EnergySession:
         self._device: str | None = None
         self._curves: dict[str, Curve] = {}
         self._context: StrategyContext | None = None
+        self._idle: IdlePower | None = None
 
     # -- lazily built resources -------------------------------------------------
     @property
@@ -86,7 +97,11 @@ class EnergySession:
             if self._device == "auto":
                 import torch
 
-                self._device = "cuda" if torch.cuda.is_available() else "cpu"
+                from pytest_energy.locking import worker_device
+
+                self._device = (
+                    worker_device(torch.cuda.device_count()) if torch.cuda.is_available() else "cpu"
+                )
         return self._device
 
     def engine(self, model: str) -> Engine:
@@ -103,6 +118,7 @@ class EnergySession:
                 meter=self.meter,
                 batch_size=self.settings.batch_size,
                 cache_dir=self.settings.cache_dir,
+                dtype=self.settings.dtype,
             )
         return self._engines[key]
 
@@ -123,6 +139,7 @@ class EnergySession:
 
         spec = parse_strategy(strategy, generation)
         questions = self.mmlu.sample(n, subjects, seed)
+        self.idle_power_w()  # once per session, while nothing runs yet
         engine = self.engine(model)
         runner = build_strategy(spec, self.strategy_context())
         runner.prepare(engine, questions, seed=seed)
@@ -161,18 +178,19 @@ class EnergySession:
         runs = 1
         while True:
             ledger = Ledger()
-            start = time.perf_counter()
             try:
-                with self.meter.window(engine.sync) as total:
-                    for _ in range(runs):
-                        answered = runner.run(engine, questions, ledger, seed=seed)
+                with device_lock(self.device), self._exclusive_gpu():
+                    start = time.perf_counter()
+                    with self.meter.window(engine.sync) as total:
+                        for _ in range(runs):
+                            answered = runner.run(engine, questions, ledger, seed=seed)
+                    duration_s = (time.perf_counter() - start) / runs
             except WindowTooShort:
                 if runs >= MAX_RUNS_PER_WINDOW:
                     raise
                 runs *= 4
                 continue
             break
-        duration_s = (time.perf_counter() - start) / runs
         energy_j = total.energy_j / runs
         details = dict(ledger.details)
         if runs > 1:
@@ -186,7 +204,38 @@ class EnergySession:
             prefill_j, decode_j = ledger.prefill_j / runs, ledger.decode_j / runs
             details["phase_split"] = "measured"
         details["overhead_j"] = max(0.0, energy_j - prefill_j - decode_j)
+        idle_w = self.idle_power_w()
+        if idle_w is not None:
+            details["idle_power_w"] = idle_w
+            details["net_energy_j"] = net_energy_j(energy_j, duration_s, idle_w)
         return answered, RepeatSample(energy_j, prefill_j, decode_j, duration_s), details
+
+    def idle_power_w(self) -> float | None:
+        """Idle power of a measured meter, from one quiet window per session."""
+        if self._idle is None:
+            from pytest_energy.meters.idle import IdlePower
+
+            self._idle = IdlePower(self.meter)
+        return self._idle.power_w()
+
+    @contextmanager
+    def _exclusive_gpu(self) -> Iterator[None]:
+        """Warn when other processes compute on the measured GPU during a window:
+        their energy lands in ours."""
+        others = getattr(self.meter.meter, "other_processes", None)
+        before = others() if others is not None else []
+        yield
+        after = others() if others is not None else []
+        pids = sorted({p.pid for p in [*before, *after]})
+        if pids:
+            warnings.warn(
+                SharedDeviceWarning(
+                    f"other processes ({', '.join(map(str, pids[:5]))}) used the measured GPU "
+                    "during an evaluation; its energy includes their work. Run energy tests "
+                    "on a dedicated GPU"
+                ),
+                stacklevel=2,
+            )
 
     def strategy_context(self) -> StrategyContext:
         if self._context is None:

@@ -79,6 +79,7 @@ class Settings:
     strict_baseline: bool = False
     batch_size: int | None = None
     device: str = "auto"
+    dtype: str = "auto"
     cache_dir: Path | None = None
     curve_path: Path | None = None
     powercap_root: Path = Path("/sys/class/powercap")
@@ -191,6 +192,7 @@ class Settings:
             strict_baseline=get("strict-baseline", _flag, False, "use true or false"),
             batch_size=get("batch-size", _batch_size, None, "give a whole number or auto"),
             device=get("device", _device, "auto", "use auto, cpu, cuda or cuda:N"),
+            dtype=get("dtype", _dtype, "auto", "use auto, float32, bfloat16 or float16"),
             cache_dir=get("cache-dir", path, None, "give a folder for cached models"),
             curve_path=get(
                 "curve", path, None, "give a curve JSON file from 'pytest-energy calibrate'"
@@ -223,6 +225,8 @@ INI_ONLY: dict[str, str] = {
     "strict-baseline": "fail tests that have no baseline entry (default false)",
     "batch-size": "evaluation batch size (default auto)",
     "device": "model device: auto, cpu, cuda, cuda:N (default auto)",
+    "dtype": "model dtype: auto (bfloat16 on GPUs and CPUs with native bf16, else "
+    "float32), float32, bfloat16, float16",
     "cache-dir": "folder for cached de-quantised models",
     "curve": "operating-curve JSON for the curve meter and cot:budget_j",
     "powercap-root": "powercap sysfs folder for the rapl meter",
@@ -327,6 +331,13 @@ def _nonempty(value: Any) -> str:
 def _batch_size(value: Any) -> int | None:
     text = str(value).strip().lower()
     return None if text == "auto" else _positive_int(text)
+
+
+def _dtype(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text in ("auto", "float32", "bfloat16", "float16"):
+        return text
+    raise ValueError("unknown dtype")
 
 
 def _device(value: Any) -> str:

