@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_energy import settings as settings_module
-from pytest_energy.budgets import marker_budgets
 from pytest_energy.errors import EnergyError
 from pytest_energy.settings import Settings
 
@@ -212,6 +211,8 @@ class EnergyEval:
 
         def run() -> tuple[EvalResult, Any]:
             if marker is not None:
+                from pytest_energy.budgets import marker_budgets
+
                 # A misspelt budget fails before minutes of evaluation, not after.
                 marker_budgets(test_id, marker.kwargs)
             result = session.evaluate(
