@@ -62,8 +62,76 @@ class Generation:
     """One generated continuation."""
 
     text: str
-    output_tokens: int
+    output_tokens: int  # generated tokens, plus the cue and answer token when forced
     stopped: bool  # reached a stop token (false: ran out of max_new_tokens)
+    forced: tuple[float, ...] | None = None  # candidates' log-probabilities after the cue
+
+
+@dataclass(frozen=True)
+class Force:
+    """Force an answer where the token limit runs out: feed ``cue``, score ``candidates``."""
+
+    cue: str
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    samples: int
+    temperature: float
+    generator: Any
+    stop_at_eos: bool
+
+
+class _DecodeState:
+    """Per-row bookkeeping of the decode loop: tokens, stop, forced-answer progress."""
+
+    def __init__(self, rows: int, cue_at: list[int]) -> None:
+        self.tokens: list[list[int]] = [[] for _ in range(rows)]
+        self.stopped = [False] * rows
+        self.forced: list[tuple[float, ...] | None] = [None] * rows
+        # -1: generating; k >= 0: the next cue token to feed (forcing an answer)
+        self.cue_at = cue_at
+
+    def output_tokens(self, row: int, cue: list[int]) -> int:
+        return len(self.tokens[row]) + (len(cue) + 1 if self.forced[row] is not None else 0)
+
+    def step(
+        self,
+        active: list[int],
+        picked: list[int],
+        logits: Any,
+        limit: list[int],
+        stop: set[int],
+        cue: list[int],
+        candidates: list[int],
+    ) -> tuple[list[int], list[int]]:
+        """Advance every active row by one token; return the tokens to feed and the
+        positions (in ``active``) of the rows that stay in the batch."""
+        feed: list[int] = []
+        keep: list[int] = []
+        for j, r in enumerate(active):
+            if self.cue_at[r] >= 0:
+                if self.cue_at[r] == len(cue):  # these logits follow the whole cue
+                    row = logits[j].float().log_softmax(dim=-1)
+                    self.forced[r] = tuple(float(row[c]) for c in candidates)
+                    continue
+                feed.append(cue[self.cue_at[r]])
+                self.cue_at[r] += 1
+                keep.append(j)
+                continue
+            token = picked[j]
+            self.tokens[r].append(token)
+            if token in stop:
+                self.stopped[r] = True
+                continue
+            if len(self.tokens[r]) >= limit[r]:
+                if not cue:
+                    continue
+                self.cue_at[r] = 0
+            feed.append(token)
+            keep.append(j)
+        return feed, keep
 
 
 @dataclass(frozen=True)
@@ -211,16 +279,29 @@ class Engine:
         prompts: Sequence[str],
         ledger: Ledger,
         *,
-        max_new_tokens: int,
+        max_new_tokens: int | Sequence[int],
         samples: int = 1,
         temperature: float = 0.0,
         seed: int = 0,
         stop_at_eos: bool = True,
+        force: Force | None = None,
     ) -> list[Generated]:
         """Greedy (temperature 0) or sampled continuations, ``samples`` per prompt.
 
-        ``stop_at_eos=False`` generates exactly ``max_new_tokens`` (calibration sweeps).
+        ``max_new_tokens`` is one limit or one per prompt (rows with different
+        limits still share a batch). With ``force``, a row that reaches its limit
+        without a stop token is not dropped: the cue is fed through its KV cache
+        and the candidates' log-probabilities after it are returned (controlled
+        reasoning's forced answer, at the cost of a few decode steps).
+        ``stop_at_eos=False`` generates exactly the limit (calibration sweeps).
         """
+        limits = (
+            [max_new_tokens] * len(prompts)
+            if isinstance(max_new_tokens, int)
+            else list(max_new_tokens)
+        )
+        if len(limits) != len(prompts) or any(n < (0 if force else 1) for n in limits):
+            raise ValueError("max_new_tokens: one limit >= 1 (>= 0 with force) per prompt")
         gen = self._torch.Generator(device=self.device).manual_seed(seed)
         rows = self._tokenize(prompts)
         out: list[Generated | None] = [None] * len(prompts)
@@ -228,12 +309,10 @@ class Engine:
         for batch in self._batches(rows, rows_per_batch, GENERATE_PADDING):
             results = self._generate_batch(
                 [rows[i] for i in batch],
+                [limits[i] for i in batch],
                 ledger,
-                max_new_tokens,
-                samples,
-                temperature,
-                gen,
-                stop_at_eos,
+                _Sampling(samples, temperature, gen, stop_at_eos),
+                force,
             )
             for i, result in zip(batch, results, strict=True):
                 out[i] = result
@@ -242,21 +321,20 @@ class Engine:
     def _generate_batch(
         self,
         prompts: list[list[int]],
+        limits: list[int],
         ledger: Ledger,
-        max_new_tokens: int,
-        samples: int,
-        temperature: float,
-        gen: Any,
-        stop_at_eos: bool,
+        sampling: _Sampling,
+        force: Force | None,
     ) -> list[Generated]:
         torch = self._torch
+        samples = sampling.samples
         enc = self._pad(prompts)
         mask = enc["attention_mask"]
         lengths = [len(p) for p in prompts]
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        stop = torch.tensor(
-            self.stop_ids if stop_at_eos else [], device=self.device, dtype=torch.long
-        )
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        stop = set(self.stop_ids) if sampling.stop_at_eos else set()
+        cue = self._tokenize([force.cue])[0] if force else []
+        candidates = [self._first_token(c) for c in force.candidates] if force else []
         with torch.inference_mode():
             with self.meter.window(self.sync, strict=False) as w:
                 result = self.model(
@@ -272,43 +350,47 @@ class Engine:
                 logits = logits.repeat_interleave(samples, dim=0)
                 mask = mask.repeat_interleave(samples, dim=0)
                 positions = positions.repeat_interleave(samples, dim=0)
-            rows = torch.arange(logits.shape[0], device=self.device)
+            total = logits.shape[0]
+            limit = [limits[r // samples] for r in range(total)]
+            decode = _DecodeState(total, cue_at=[0 if force and n == 0 else -1 for n in limit])
+            active = list(range(total))
             last_pos = positions[:, -1]
-            tokens: list[list[int]] = [[] for _ in range(logits.shape[0])]
-            stopped = [False] * logits.shape[0]
             with self.meter.window(self.sync, strict=False) as w:
-                for step in range(max_new_tokens):
-                    nxt = self._pick(logits, temperature, gen)
-                    for r, t in zip(rows.tolist(), nxt.tolist(), strict=True):
-                        tokens[r].append(t)
-                    done = torch.isin(nxt, stop)
-                    for r in rows[done].tolist():
-                        stopped[r] = True
-                    keep = ~done
-                    if step == max_new_tokens - 1 or not bool(keep.any()):
+                while active:
+                    picked = self._pick(logits, sampling.temperature, sampling.generator)
+                    feed, keep = decode.step(
+                        active, picked.tolist(), logits, limit, stop, cue, candidates
+                    )
+                    if not keep:
                         break
-                    if not bool(keep.all()):
-                        idx = keep.nonzero().squeeze(1)
+                    if len(keep) < len(active):
+                        idx = torch.tensor(keep, device=self.device)
                         cache.batch_select_indices(idx)
-                        rows, nxt, mask, last_pos = rows[idx], nxt[idx], mask[idx], last_pos[idx]
+                        mask, last_pos = mask[idx], last_pos[idx]
+                    active = [active[j] for j in keep]
                     mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
                     last_pos = last_pos + 1
                     logits = self.model(
-                        input_ids=nxt[:, None],
+                        input_ids=torch.tensor(feed, device=self.device)[:, None],
                         attention_mask=mask,
                         position_ids=last_pos[:, None],
                         use_cache=True,
                         **{self._cache_arg: cache},
                     ).logits[:, -1, :]
-                for r, toks in enumerate(tokens):
-                    w.account("decode", int(lengths[r // samples]), len(toks))
+                for r in range(total):
+                    w.account("decode", lengths[r // samples], decode.output_tokens(r, cue))
             ledger.add("decode", w)
-        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(decode.tokens, skip_special_tokens=True)
         return [
             Generated(
-                input_tokens=int(lengths[p]),
+                input_tokens=lengths[p],
                 samples=tuple(
-                    Generation(texts[r], len(tokens[r]), stopped[r])
+                    Generation(
+                        texts[r],
+                        decode.output_tokens(r, cue),
+                        decode.stopped[r],
+                        decode.forced[r],
+                    )
                     for r in range(p * samples, (p + 1) * samples)
                 ),
             )

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_energy.engine import Engine, Ledger
+from pytest_energy.engine import Engine, Force, Ledger
 from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.meters.cpu_estimate import CpuEstimateMeter
 from pytest_energy.metrics import QuestionRecord
@@ -312,3 +312,27 @@ def test_direct_spends_prefill_energy_only(
     ledger = run(engine, "direct").ledger
     assert ledger.prefill_j > 0
     assert ledger.decode_j == 0
+
+
+@pytest.mark.model
+def test_forced_answer_is_scored_through_the_cache_at_each_rows_own_limit(
+    engine: Engine, questions: tuple[Question, ...]
+) -> None:
+    cue = "\nThe answer is ("
+    prompts = [cot_prompt(engine, q) for q in questions[:3]]
+    generated = engine.generate(
+        prompts, Ledger(), max_new_tokens=[0, 3, 5], force=Force(cue, ("A", "B", "C", "D"))
+    )
+    cue_tokens = token_count(engine, cue)
+    for limit, g in zip([0, 3, 5], generated, strict=True):
+        sample = g.samples[0]
+        if sample.stopped:  # reached a stop token before its limit: nothing to force
+            assert sample.forced is None
+            continue
+        assert sample.forced is not None
+        assert len(sample.forced) == 4
+        assert sample.output_tokens == limit + cue_tokens + 1
+        assert token_count(engine, sample.text) <= limit
+        # Log-probabilities of four distinct letters: finite, at most 0, not all alike.
+        assert all(-1e4 < lp <= 0 for lp in sample.forced)
+        assert len(set(sample.forced)) > 1

@@ -3,20 +3,20 @@
 For each question the operating curve E(n_in, n_out) and the prompt length give
 the largest number of reasoning tokens whose predicted energy, together with
 the forced answer, stays within ``budget_j`` joules (the curve is per question
-at batch 1, as calibrated). Questions are then generated in groups of equal
-token allowance. A question that has not produced a valid answer when its
-allowance runs out is not wasted: the answer cue ``The answer is (`` is
-appended and the next letter is scored, so every question gets an answer.
+at batch 1, as calibrated). All questions share batches, each row stopping at
+its own allowance. A question that has not produced a valid answer when its
+allowance runs out is not wasted: the answer cue ``The answer is (`` is fed
+through its KV cache and the next letter is scored, so every question gets an
+answer for a few decode steps more.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from pytest_energy.curves import max_tokens_for_budget
-from pytest_energy.engine import Engine, Ledger
+from pytest_energy.engine import Engine, Force, Ledger
 from pytest_energy.metrics import LETTERS, QuestionRecord
 from pytest_energy.mmlu import Question
 from pytest_energy.strategies import StrategyContext
@@ -46,32 +46,35 @@ class BudgetedReasoning:
             max_tokens_for_budget(curve, n, budget_j, cap=self.spec["max_tokens"], reserve=reserve)
             for n in n_in
         ]
-        texts = [""] * len(questions)
-        out_tokens = [0] * len(questions)
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, tokens in enumerate(allowance):
-            groups[tokens].append(i)
-        for tokens, members in sorted(groups.items()):
-            if tokens == 0:
-                continue
-            generated = engine.generate(
-                [prompts[i] for i in members], ledger, max_new_tokens=tokens
-            )
-            for i, g in zip(members, generated, strict=True):
-                texts[i] = g.samples[0].text
-                out_tokens[i] = g.samples[0].output_tokens
+        generated = engine.generate(
+            prompts,
+            ledger,
+            max_new_tokens=allowance,
+            force=Force(FORCED_ANSWER_CUE, LETTERS),
+        )
+        samples = [g.samples[0] for g in generated]
+        texts = [g.text for g in samples]
+        out_tokens = [g.output_tokens for g in samples]
         predicted: list[str | None] = [
             extract_answer(text, q.choices) if text else None
             for text, q in zip(texts, questions, strict=True)
         ]
-        forced = [i for i, p in enumerate(predicted) if p is None]
-        if forced:
+        forced: list[int] = []
+        for i, sample in enumerate(samples):
+            if predicted[i] is None and sample.forced is not None:
+                predicted[i] = _best(sample.forced)
+                forced.append(i)
+        # A row that stopped on its own without a valid answer has left the
+        # batch; cue it with a fresh pass (rare: the budget did not cut it).
+        late = [i for i, p in enumerate(predicted) if p is None]
+        if late:
             scored = engine.score(
-                [prompts[i] + texts[i] + FORCED_ANSWER_CUE for i in forced], LETTERS, ledger
+                [prompts[i] + texts[i] + FORCED_ANSWER_CUE for i in late], LETTERS, ledger
             )
-            for i, s in zip(forced, scored, strict=True):
-                predicted[i] = LETTERS[max(range(4), key=lambda k: s.logprobs[k])]
+            for i, sc in zip(late, scored, strict=True):
+                predicted[i] = _best(sc.logprobs)
                 out_tokens[i] += reserve
+            forced.extend(late)
         per_question: list[dict[str, Any]] = [
             {
                 "budget_j": budget_j,
@@ -99,3 +102,7 @@ class BudgetedReasoning:
             )
             for i, q in enumerate(questions)
         ]
+
+
+def _best(logprobs: Sequence[float]) -> str:
+    return LETTERS[max(range(len(LETTERS)), key=lambda k: logprobs[k])]
