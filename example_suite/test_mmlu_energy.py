@@ -16,9 +16,9 @@ MODEL = "smollm2-135m"
 STRATEGIES = [
     "direct",
     "cot:max_tokens=48",
-    # Controlled reasoning: about 20 J per question on this suite's 2-core CPU runner
+    # Controlled reasoning: about 12 J per question on this suite's 2-core CPU runner
     # (joules are hardware-specific: re-tune budgets for your runner).
-    "cot:budget_j=20,max_tokens=48",
+    "cot:budget_j=12,max_tokens=48",
     "vote:k=3,max_tokens=32",
     f"route:candidates={MODEL}/direct+{MODEL}/cot:max_tokens=48,calibration=16",
 ]
@@ -39,7 +39,7 @@ def test_strategy_energy(evaluate, strategy):
 def test_budget_caps_reasoning_tokens(evaluate):
     """Controlled reasoning spends fewer tokens than unbounded chain-of-thought."""
     unbounded = evaluate("cot:max_tokens=48")
-    budgeted = evaluate("cot:budget_j=20,max_tokens=48")
+    budgeted = evaluate("cot:budget_j=12,max_tokens=48")
     assert budgeted.output_tokens < unbounded.output_tokens
     assert budgeted.invalid == 0  # out of budget, the answer is forced, never wasted
 

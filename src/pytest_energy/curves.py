@@ -431,14 +431,16 @@ def plot_fit(curve: Curve, points: Sequence[SweepPoint], path: Path) -> Path | N
     for n_in in ins:
         (line,) = left.plot(xs_out, [curve.energy_j(n_in, x) for x in xs_out], label=f"in={n_in}")
         got = [p for p in points if p.input_tokens == n_in]
-        left.scatter([p.output_tokens for p in got], [p.energy_j for p in got], c=line.get_color())
+        left.scatter(
+            [p.output_tokens for p in got], [p.energy_j for p in got], color=line.get_color()
+        )
     for n_out in outs:
         (line,) = right.plot(
             xs_in, [curve.j_per_token(x, n_out) for x in xs_in], label=f"out={n_out}"
         )
         got = [p for p in points if p.output_tokens == n_out]
         per_token = [p.energy_j / (p.input_tokens + p.output_tokens) for p in got]
-        right.scatter([p.input_tokens for p in got], per_token, c=line.get_color())
+        right.scatter([p.input_tokens for p in got], per_token, color=line.get_color())
     left.set(xlabel="output tokens", ylabel="J per generation (dots: measured)")
     right.set(xlabel="input tokens", ylabel="J per token (dots: measured)", xscale="log")
     left.legend(fontsize="small")

@@ -98,7 +98,10 @@ def _change_from_outcome(outcome: Outcome) -> str:
     failed = _ICONS["accepted"] if outcome.status == "accepted" else _ICONS["fail"]
     parts = []
     for check in outcome.checks:
-        if check.kind != "baseline":
+        # J/token always; other metrics when they moved beyond the tolerance.
+        if check.kind != "baseline" or (
+            check.metric != "j_per_token" and check.passed and not check.improved
+        ):
             continue
         mark = f" {failed}" if not check.passed else " (improved)" if check.improved else ""
         parts.append(escape_md(describe_check(check)) + mark)

@@ -74,8 +74,15 @@ def render_header(
 def _change(outcome: Outcome) -> Text:
     if outcome.baseline != "compared":
         return Text(baseline_state_text(outcome))
+    # The headline metric always; any other only when it failed (the full list,
+    # improvements included, is in the markdown report and the JSON).
+    checks = [
+        c
+        for c in outcome.checks
+        if c.kind == "baseline" and (c.metric == "j_per_token" or not c.passed)
+    ]
     text = Text()
-    for check in (c for c in outcome.checks if c.kind == "baseline"):
+    for check in checks:
         if text:
             text.append("\n")
         style = "red" if not check.passed else "green" if check.improved else ""
