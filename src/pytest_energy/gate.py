@@ -6,7 +6,11 @@ tokens up, accuracy down):
 1. the relative change of the medians exceeds the tolerance (``--energy-tolerance``,
    10% by default): the change matters;
 2. the absolute change exceeds the tolerance's absolute floor;
-3. the evidence says it is not noise. Energy metrics with at least ``MIN_SAMPLES``
+3. the evidence says it is not noise.
+
+With enough repeats, (1) uses the Hodges-Lehmann estimate of the ratio (the
+median of all pairwise head/base ratios), which uses every repeat instead of one
+per side: on the simulated noise it lowers false alarms and raises detection. Energy metrics with at least ``MIN_SAMPLES``
    repeats per side: a one-sided exact Mann-Whitney U test (mid-ranks for ties,
    exact permutation distribution; normal approximation beyond ``EXACT_LIMIT``
    values) rejects "same distribution" at ``ALPHA`` = 0.05, after setting aside
@@ -83,6 +87,9 @@ class Evidence:
     p_up: float | None
     p_down: float | None
     text: str
+    # Hodges-Lehmann estimate of head/base - 1 (median of all pairwise ratios of the
+    # screened repeats); None: use the ratio of medians.
+    shift: float | None = None
 
 
 # -- statistics ----------------------------------------------------------------
@@ -194,7 +201,19 @@ def repeat_evidence(base: Sequence[float], head: Sequence[float]) -> Evidence:
     dropped = n_base + n_head - len(kept_base) - len(kept_head)
     aside = f" ({dropped} outlier{'s' if dropped > 1 else ''} set aside)" if dropped else ""
     text = f"Mann-Whitney {_p(shown)}, {n_base} vs {n_head} repeats{aside}"
-    return Evidence(p_up, p_down, text)
+    return Evidence(p_up, p_down, text, hodges_lehmann_ratio(kept_base, kept_head))
+
+
+def hodges_lehmann_ratio(base: Sequence[float], head: Sequence[float]) -> float | None:
+    """The median of all pairwise ratios head_i / base_j, minus 1 (None with a zero).
+
+    The shift estimate that goes with the rank test: it uses every repeat, where the
+    ratio of two medians rests on one value per side.
+    """
+    if any(b <= 0 for b in base) or any(h <= 0 for h in head):
+        return None
+    logs = [math.log(h / b) for h in head for b in base]
+    return math.exp(statistics.median(logs)) - 1
 
 
 def screen_outliers(values: Sequence[float]) -> tuple[float, ...]:
@@ -222,8 +241,12 @@ def compare_values(
     alpha: float = ALPHA,
     shown: tuple[str, str] | None = None,
 ) -> Check:
-    """The verdict for one metric, given its medians and the noise evidence."""
-    change = _relative(base, head)
+    """The verdict for one metric, given its medians and the noise evidence.
+
+    The change tested against the tolerance is the evidence's Hodges-Lehmann
+    shift when there is one (enough repeats), else the ratio of the medians.
+    """
+    change = evidence.shift if evidence.shift is not None else _relative(base, head)
     worse_change = change if higher_is_worse else -change
     big = abs(head - base) > tolerance.abs
     p_worse, p_better = (

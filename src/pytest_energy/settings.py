@@ -23,6 +23,10 @@ DEFAULT_MMLU = "hf:cais/mmlu"
 # A modern server core under inference load draws roughly 5-15 W (package TDP
 # divided by cores); 10 W is the documented middle. Configure it for your CPU.
 DEFAULT_WATTS_PER_CORE = 10.0
+# Five repeats per side let the gate tell a 20% regression from meter noise
+# (>= 95% detected, <= 1% false alarms in benchmarks/gate_quality.py); with one
+# the tolerance alone decides. Lower it where evaluations are slow.
+DEFAULT_REPEATS = 5
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -70,7 +74,7 @@ class Settings:
     baseline_path: Path = Path(DEFAULT_BASELINE)
     update_baseline: bool = False
     tolerance: Tolerance = field(default_factory=lambda: Tolerance(0.10))
-    repeats: int = 1
+    repeats: int = DEFAULT_REPEATS
     mmlu: str = DEFAULT_MMLU
     report_path: Path | None = None
     json_path: Path | None = None
@@ -168,7 +172,9 @@ class Settings:
             tolerance=get(
                 "tolerance", Tolerance.parse, Tolerance(0.10), "give a percentage such as 10%"
             ),
-            repeats=get("repeats", _positive_int, 1, "give a whole number of at least 1"),
+            repeats=get(
+                "repeats", _positive_int, DEFAULT_REPEATS, "give a whole number of at least 1"
+            ),
             mmlu=get(
                 "mmlu",
                 _nonempty,
@@ -213,7 +219,7 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "baseline": ("baseline file (default .energy/baseline.json under rootdir)", True),
     "update-baseline": ("record or refresh baseline entries of the tests that ran", False),
     "tolerance": ("allowed regression before failing (default 10%)", True),
-    "repeats": ("measured repeats per evaluation (default 1)", True),
+    "repeats": ("measured repeats per evaluation (default 5: the gate's noise estimate)", True),
     "mmlu": ("MMLU source: CSV folder, JSONL/CSV/parquet file, or hf:cais/mmlu", True),
     "report": ("write a markdown report (for a pull-request comment)", True),
     "json": ("write machine-readable results", True),

@@ -40,7 +40,7 @@ def test_no_sources_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert settings.baseline_path == tmp_path / ".energy" / "baseline.json"
     assert settings.update_baseline is False
     assert settings.tolerance == Tolerance(0.10)
-    assert settings.repeats == 1
+    assert settings.repeats == 5
     assert settings.mmlu == "hf:cais/mmlu"
     assert settings.report_path is None
     assert settings.json_path is None
