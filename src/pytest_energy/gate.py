@@ -3,14 +3,12 @@
 A metric regresses only when all three hold, in its bad direction (energy and
 tokens up, accuracy down):
 
-1. the relative change of the medians exceeds the tolerance (``--energy-tolerance``,
-   10% by default): the change matters;
+1. the relative change exceeds the tolerance (``--energy-tolerance``, 10% by
+   default): the change matters. With enough repeats the change is the
+   Hodges-Lehmann estimate (the median of all pairwise head/base ratios), which
+   uses every repeat rather than one per side; otherwise the ratio of medians;
 2. the absolute change exceeds the tolerance's absolute floor;
-3. the evidence says it is not noise.
-
-With enough repeats, (1) uses the Hodges-Lehmann estimate of the ratio (the
-median of all pairwise head/base ratios), which uses every repeat instead of one
-per side: on the simulated noise it lowers false alarms and raises detection. Energy metrics with at least ``MIN_SAMPLES``
+3. the evidence says it is not noise. Energy metrics with at least ``MIN_SAMPLES``
    repeats per side: a one-sided exact Mann-Whitney U test (mid-ranks for ties,
    exact permutation distribution; normal approximation beyond ``EXACT_LIMIT``
    values) rejects "same distribution" at ``ALPHA`` = 0.05, after setting aside
