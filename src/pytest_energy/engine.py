@@ -156,10 +156,24 @@ SCORE_PADDING = 0.2
 GENERATE_PADDING = 0.5
 
 
-def auto_batch_size(device: str) -> int:
-    # On a CPU larger batches stop paying off beyond ~16 rows of a small model;
-    # on a GPU a 135M-1B model fits far more, and larger batches keep it busy.
-    return 16 if device == "cpu" else 64
+# Context a generation row may reach (prompt + reasoning) when sizing batches.
+SIZING_CONTEXT_TOKENS = 2048
+
+
+def auto_batch_size(device: str, config: Any = None, free_bytes: int | None = None) -> int:
+    """Rows per batch: 16 on a CPU (decode gains flatten beyond that on a few
+    cores); on a GPU, as many rows as half the free memory holds KV caches of
+    ``SIZING_CONTEXT_TOKENS`` tokens for, between 8 and 256."""
+    if device == "cpu" or config is None or free_bytes is None:
+        return 16
+    layers = int(getattr(config, "num_hidden_layers", 32))
+    heads = int(getattr(config, "num_key_value_heads", getattr(config, "num_attention_heads", 32)))
+    head_dim = int(
+        getattr(config, "head_dim", None)
+        or config.hidden_size // getattr(config, "num_attention_heads", 32)
+    )
+    bytes_per_row = 2 * layers * heads * head_dim * SIZING_CONTEXT_TOKENS * 2  # K and V, bf16
+    return max(8, min(256, int(free_bytes * 0.5 // bytes_per_row)))
 
 
 class Engine:
@@ -183,7 +197,8 @@ class Engine:
         self.tokenizer = tokenizer
         self.device = device
         self.meter = meter
-        self.batch_size = batch_size or auto_batch_size(device)
+        free = torch.cuda.mem_get_info(device)[0] if device.startswith("cuda") else None
+        self.batch_size = batch_size or auto_batch_size(device, model.config, free)
         # Padded tokens one forward pass may take: prefill on a CPU is compute
         # bound already at batch 1, so big batches only add padding and memory.
         self.token_budget = 4096 if device == "cpu" else 65536

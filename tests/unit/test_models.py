@@ -162,3 +162,20 @@ def test_spec_that_is_nothing_known_lists_what_a_spec_can_be(text: str) -> None:
 def test_empty_spec_is_an_error(text: str) -> None:
     with pytest.raises(ModelError, match="model spec is empty"):
         resolve_model(text)
+
+
+def test_gpu_batch_size_follows_free_memory_and_cpu_stays_small() -> None:
+    from types import SimpleNamespace
+
+    from pytest_energy.engine import auto_batch_size
+
+    smollm2 = SimpleNamespace(
+        num_hidden_layers=30, num_key_value_heads=3, num_attention_heads=9, hidden_size=576
+    )
+    gib = 2**30
+    # KV cache of one 2048-token row: 2 x 30 layers x 3 heads x 64 dims x 2048 x 2 bytes.
+    row = 2 * 30 * 3 * 64 * 2048 * 2
+    assert auto_batch_size("cuda:0", smollm2, 2 * gib) == int(gib // row)
+    assert auto_batch_size("cuda:0", smollm2, 140 * gib) == 256  # capped
+    assert auto_batch_size("cuda:0", smollm2, 10 * 2**20) == 8  # floor
+    assert auto_batch_size("cpu", smollm2, None) == 16
