@@ -106,7 +106,7 @@ def check_outputs(pytester: pytest.Pytester, result: pytest.RunResult, summary: 
 def test_direct_and_cot_on_the_real_model_write_table_json_and_report(
     pytester: pytest.Pytester, run_energy: RunEnergy, step_summary: Path
 ) -> None:
-    pytester.makepyfile(test_models=DIRECT_AND_COT)
+    pytester.makepyfile(test_energy_models=DIRECT_AND_COT)
 
     result = run_energy(*OUTPUTS)
 
@@ -116,7 +116,7 @@ def test_direct_and_cot_on_the_real_model_write_table_json_and_report(
 def test_under_xdist_workers_measure_and_the_controller_writes_and_prints_once(
     pytester: pytest.Pytester, run_energy: RunEnergy, step_summary: Path
 ) -> None:
-    pytester.makepyfile(test_models=DIRECT_AND_COT)
+    pytester.makepyfile(test_energy_models=DIRECT_AND_COT)
 
     result = run_energy(*OUTPUTS, "-n", "2")
 
