@@ -335,10 +335,16 @@ class BaselineStore:
         return merged
 
 
+# Recorded to say which physical unit measured, but not compared: two cards of
+# one model, driver, power limit and clocks are interchangeable (a pool of
+# identical self-hosted runners must not mismatch on every job).
+IDENTITY_ONLY = frozenset({"gpu_uuid"})
+
+
 def fingerprint_diff(base: Mapping[str, str], head: Mapping[str, str]) -> list[str]:
     """The fields that differ, as ``"gpu: 'A100' -> 'H100'"`` (sorted by field)."""
     out = []
-    for key in sorted(set(base) | set(head)):
+    for key in sorted((set(base) | set(head)) - IDENTITY_ONLY):
         old, new = base.get(key), head.get(key)
         if old != new:
             shown_old = "missing" if old is None else repr(old)

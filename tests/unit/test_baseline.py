@@ -342,3 +342,12 @@ def test_question_set_id_follows_the_questions() -> None:
     assert question_set_id(make_result()) != question_set_id(make_result(questions=9))
     given = replace(make_result(), details={"question_set": "mmlu:abc"})
     assert question_set_id(given) == "mmlu:abc"
+
+
+def test_another_card_of_the_same_model_is_not_a_fingerprint_mismatch() -> None:
+    from pytest_energy.baseline import fingerprint_diff
+
+    a = {"gpu": "NVIDIA H200", "gpu_uuid": "GPU-aaaa", "driver": "560.1"}
+    b = {"gpu": "NVIDIA H200", "gpu_uuid": "GPU-bbbb", "driver": "560.1"}
+    assert fingerprint_diff(a, b) == []
+    assert fingerprint_diff(a, {**b, "driver": "570.2"}) == ["driver: '560.1' -> '570.2'"]
