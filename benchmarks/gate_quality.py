@@ -48,9 +48,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pytest_energy.gate import ALPHA, compare_values, mann_whitney_greater, repeat_evidence
+from pytest_energy.gate import ALPHA, compare_values, repeat_evidence
 from pytest_energy.metrics import wilson_interval
 from pytest_energy.settings import Tolerance
+from pytest_energy.stats import mann_whitney_greater
 
 RESULTS = Path(__file__).parent / "results" / "gate_quality.json"
 

@@ -5,24 +5,21 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from pytest_energy import gate
+from pytest_energy import gate, stats
 from pytest_energy.baseline import BaselineEntry, entry_from_result
 from pytest_energy.budgets import Budgets
 from pytest_energy.gate import (
-    binomial_upper,
     check_budgets,
     compare,
     decide,
     failure_message,
-    fisher_less,
     is_sampled,
     judge,
-    mann_whitney_greater,
-    screen_outliers,
 )
 from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
 from pytest_energy.outcome import Check
 from pytest_energy.settings import Tolerance
+from pytest_energy.stats import binomial_upper, fisher_less, mann_whitney_greater, screen_outliers
 
 TEN = Tolerance(0.10)
 BASE_J = (118.0, 119.0, 120.0, 121.0, 122.0)  # 100 questions x 100 tokens: 0.0120 J/token
@@ -94,7 +91,7 @@ def test_normal_approximation_agrees_with_the_exact_distribution(
     head = [1.0 + 0.013 * i for i in range(15)]
     base = [0.95 + 0.012 * i for i in range(15)]
     exact = mann_whitney_greater(head, base)
-    monkeypatch.setattr(gate, "EXACT_LIMIT", 0)
+    monkeypatch.setattr(stats, "EXACT_LIMIT", 0)
     approx = mann_whitney_greater(head, base)
     assert 0.001 < exact < 0.2
     assert approx == pytest.approx(exact, abs=0.005)
