@@ -24,6 +24,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_energy.batching import (
+    GENERATE_PADDING,
+    SCORE_PADDING,
+    auto_batch_size,
+    plan_batches,
+)
+from pytest_energy.decoding import DecodeState
 from pytest_energy.meters.base import EnergyMeter, Window
 from pytest_energy.models import ModelSpec, load_model
 
@@ -83,57 +90,6 @@ class _Sampling:
     stop_at_eos: bool
 
 
-class _DecodeState:
-    """Per-row bookkeeping of the decode loop: tokens, stop, forced-answer progress."""
-
-    def __init__(self, rows: int, cue_at: list[int]) -> None:
-        self.tokens: list[list[int]] = [[] for _ in range(rows)]
-        self.stopped = [False] * rows
-        self.forced: list[tuple[float, ...] | None] = [None] * rows
-        # -1: generating; k >= 0: the next cue token to feed (forcing an answer)
-        self.cue_at = cue_at
-
-    def output_tokens(self, row: int, cue: list[int]) -> int:
-        return len(self.tokens[row]) + (len(cue) + 1 if self.forced[row] is not None else 0)
-
-    def step(
-        self,
-        active: list[int],
-        picked: list[int],
-        logits: Any,
-        limit: list[int],
-        stop: set[int],
-        cue: list[int],
-        candidates: list[int],
-    ) -> tuple[list[int], list[int]]:
-        """Advance every active row by one token; return the tokens to feed and the
-        positions (in ``active``) of the rows that stay in the batch."""
-        feed: list[int] = []
-        keep: list[int] = []
-        for j, r in enumerate(active):
-            if self.cue_at[r] >= 0:
-                if self.cue_at[r] == len(cue):  # these logits follow the whole cue
-                    row = logits[j].float().log_softmax(dim=-1)
-                    self.forced[r] = tuple(float(row[c]) for c in candidates)
-                    continue
-                feed.append(cue[self.cue_at[r]])
-                self.cue_at[r] += 1
-                keep.append(j)
-                continue
-            token = picked[j]
-            self.tokens[r].append(token)
-            if token in stop:
-                self.stopped[r] = True
-                continue
-            if len(self.tokens[r]) >= limit[r]:
-                if not cue:
-                    continue
-                self.cue_at[r] = 0
-            feed.append(token)
-            keep.append(j)
-        return feed, keep
-
-
 @dataclass(frozen=True)
 class Generated:
     """The continuations of one prompt, and the prompt tokens computed for it."""
@@ -148,32 +104,6 @@ class Scored:
 
     input_tokens: int
     logprobs: tuple[float, ...]
-
-
-# Largest padding share a batch may carry: scoring is pure prefill, where padding
-# is all waste; generation is mostly decode, where a fuller batch pays back.
-SCORE_PADDING = 0.2
-GENERATE_PADDING = 0.5
-
-
-# Context a generation row may reach (prompt + reasoning) when sizing batches.
-SIZING_CONTEXT_TOKENS = 2048
-
-
-def auto_batch_size(device: str, config: Any = None, free_bytes: int | None = None) -> int:
-    """Rows per batch: 16 on a CPU (decode gains flatten beyond that on a few
-    cores); on a GPU, as many rows as half the free memory holds KV caches of
-    ``SIZING_CONTEXT_TOKENS`` tokens for, between 8 and 256."""
-    if device == "cpu" or config is None or free_bytes is None:
-        return 16
-    layers = int(getattr(config, "num_hidden_layers", 32))
-    heads = int(getattr(config, "num_key_value_heads", getattr(config, "num_attention_heads", 32)))
-    head_dim = int(
-        getattr(config, "head_dim", None)
-        or config.hidden_size // getattr(config, "num_attention_heads", 32)
-    )
-    bytes_per_row = 2 * layers * heads * head_dim * SIZING_CONTEXT_TOKENS * 2  # K and V, bf16
-    return max(8, min(256, int(free_bytes * 0.5 // bytes_per_row)))
 
 
 class Engine:
@@ -275,7 +205,9 @@ class Engine:
         ids = [self._first_token(c) for c in candidates]
         rows = self._tokenize(prompts)
         out: list[Scored | None] = [None] * len(prompts)
-        for batch in self._batches(rows, self.batch_size, SCORE_PADDING):
+        for batch in plan_batches(
+            [len(r) for r in rows], self.batch_size, self.token_budget, SCORE_PADDING
+        ):
             enc = self._pad([rows[i] for i in batch])
             lengths = [len(rows[i]) for i in batch]
             with torch.inference_mode(), self.meter.window(self.sync, strict=False) as w:
@@ -321,7 +253,9 @@ class Engine:
         rows = self._tokenize(prompts)
         out: list[Generated | None] = [None] * len(prompts)
         rows_per_batch = max(1, self.batch_size // samples)
-        for batch in self._batches(rows, rows_per_batch, GENERATE_PADDING):
+        for batch in plan_batches(
+            [len(r) for r in rows], rows_per_batch, self.token_budget, GENERATE_PADDING
+        ):
             results = self._generate_batch(
                 [rows[i] for i in batch],
                 [limits[i] for i in batch],
@@ -367,7 +301,7 @@ class Engine:
                 positions = positions.repeat_interleave(samples, dim=0)
             total = logits.shape[0]
             limit = [limits[r // samples] for r in range(total)]
-            decode = _DecodeState(total, cue_at=[0 if force and n == 0 else -1 for n in limit])
+            decode = DecodeState(total, cue_at=[0 if force and n == 0 else -1 for n in limit])
             active = list(range(total))
             last_pos = positions[:, -1]
             with self.meter.window(self.sync, strict=False) as w:
@@ -439,35 +373,6 @@ class Engine:
     def _first_token(self, text: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return int(ids[0])
-
-    def _batches(
-        self, rows: Sequence[Sequence[int]], max_rows: int, max_padding: float
-    ) -> list[list[int]]:
-        """Indices of ``rows`` grouped into batches, shortest prompts first.
-
-        A batch grows while it has fewer than ``max_rows`` rows, its padded size
-        stays within the token budget, and padding stays below ``max_padding`` of
-        it: MMLU prompts range from ~80 to ~700 tokens, and padding is compute
-        spent on nothing. Callers get results back in their own order.
-        """
-        budget = self.token_budget
-        order = sorted(range(len(rows)), key=lambda i: (len(rows[i]), i))
-        batches: list[list[int]] = []
-        current: list[int] = []
-        real = 0
-        for i in order:
-            n = len(rows[i])  # the longest so far: rows come in ascending length
-            size = n * (len(current) + 1)
-            if current and (
-                len(current) >= max_rows or size > budget or 1 - (real + n) / size > max_padding
-            ):
-                batches.append(current)
-                current, real = [], 0
-            current.append(i)
-            real += n
-        if current:
-            batches.append(current)
-        return batches
 
 
 def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:

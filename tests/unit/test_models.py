@@ -167,7 +167,7 @@ def test_empty_spec_is_an_error(text: str) -> None:
 def test_gpu_batch_size_follows_free_memory_and_cpu_stays_small() -> None:
     from types import SimpleNamespace
 
-    from pytest_energy.engine import auto_batch_size
+    from pytest_energy.batching import auto_batch_size
 
     smollm2 = SimpleNamespace(
         num_hidden_layers=30, num_key_value_heads=3, num_attention_heads=9, hidden_size=576
