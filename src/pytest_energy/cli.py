@@ -285,7 +285,8 @@ def _add_calibrate(sub: Any) -> None:
 
 def _run_calibrate(args: argparse.Namespace) -> int:
     from pytest_energy.calibration import calibrate, filler_text
-    from pytest_energy.curves import CurveStore, default_grid, grid_from_spec, plot_fit
+    from pytest_energy.curves import CurveStore, default_grid, grid_from_spec
+    from pytest_energy.report.curve_plot import plot_fit
     from pytest_energy.session import EnergySession
     from pytest_energy.settings import METER_NAMES, Settings
 

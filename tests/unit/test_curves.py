@@ -14,13 +14,12 @@ from pytest_energy.curves import (
     CurveStore,
     SweepPoint,
     default_grid,
-    derived_curves,
     fit_curve,
     grid_from_spec,
     max_tokens_for_budget,
-    plot_fit,
 )
 from pytest_energy.errors import EnergyError
+from pytest_energy.report.curve_plot import derived_curves, plot_fit
 
 FP = {"cpu": "Test CPU", "torch": "2.4"}
 TRUE = Curve(0.5, 0.002, 0.08, 0.0001, model="m", fingerprint=FP, meter="rapl", estimated=False)
