@@ -19,18 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import statistics
-import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_energy import __version__
 from pytest_energy.errors import BaselineError
-from pytest_energy.files import write_text_atomic
+from pytest_energy.files import lock_beside, write_text_atomic
 from pytest_energy.metrics import EvalResult
 
 SCHEMA_VERSION = 1
@@ -45,8 +42,6 @@ REPEAT_METRICS = (
     "j_per_question",
 )
 COUNT_METRICS = ("output_tokens", "accuracy", "questions")
-LOCK_TIMEOUT_S = 90.0
-STALE_LOCK_S = 60.0  # a write takes milliseconds; an older lock is left over
 _FIX_ENTRY = "fix or delete this entry, then re-record it with --energy-update-baseline"
 
 
@@ -324,7 +319,7 @@ class BaselineStore:
         record different tests keep each other's entries.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _lock(path):
+        with lock_beside(path, BaselineError):
             current = BaselineStore.load(path) if path.exists() else self
             if not self.dirty and path.exists():
                 return current
@@ -417,32 +412,3 @@ def _samples(raw: Any) -> dict[str, tuple[float, ...]]:
     if "energy_j" not in out:
         raise ValueError("'samples.energy_j' is missing")
     return out
-
-
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """A lock file beside ``path`` (portable O_EXCL create), removed on exit."""
-    lock = path.with_name(path.name + ".lock")
-    deadline = time.monotonic() + LOCK_TIMEOUT_S
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
-                    lock.unlink(missing_ok=True)  # left behind by a killed session
-                    continue
-            except FileNotFoundError:
-                continue
-            if time.monotonic() > deadline:
-                raise BaselineError(
-                    f"{lock}: another session has held the baseline lock for over "
-                    f"{LOCK_TIMEOUT_S:.0f} s; if no pytest run is writing, delete the lock file"
-                ) from None
-            time.sleep(0.02)
-    try:
-        os.close(fd)
-        yield
-    finally:
-        lock.unlink(missing_ok=True)

@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from pytest_energy.errors import EnergyError
+
+LOCK_TIMEOUT_S = 90.0
+STALE_LOCK_S = 60.0  # a write takes milliseconds; an older lock is left over
 
 
 def dump_json(document: Any) -> str:
@@ -29,3 +37,37 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def lock_beside(path: Path, error: type[EnergyError]) -> Iterator[None]:
+    """Hold a lock file beside ``path`` (portable O_EXCL create), removed on exit.
+
+    Two sessions updating one committed file take turns; a lock older than
+    ``STALE_LOCK_S`` was left by a killed session and is taken over. Waiting
+    longer than ``LOCK_TIMEOUT_S`` raises ``error`` naming the lock file.
+    """
+    lock = path.with_name(path.name + ".lock")
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+                    lock.unlink(missing_ok=True)
+                    continue
+            except FileNotFoundError:
+                continue
+            if time.monotonic() > deadline:
+                raise error(
+                    f"{lock}: another session has held the lock for over "
+                    f"{LOCK_TIMEOUT_S:.0f} s; if no pytest run is writing, delete the lock file"
+                ) from None
+            time.sleep(0.02)
+    try:
+        os.close(fd)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

@@ -203,7 +203,7 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(
     def refuse(src: str, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("pytest_energy.baseline.os.replace", refuse)
+    monkeypatch.setattr("pytest_energy.files.os.replace", refuse)
     with pytest.raises(OSError, match="No space"):
         store_with(b=entry_from_result(make_result())).write(path)
     assert path.read_text() == before
