@@ -135,6 +135,7 @@ class EnergySession:
         test_id: str = "",
     ) -> EvalResult:
         """Run ``strategy`` with ``model`` on sampled questions, ``repeats`` times, measured."""
+        from pytest_energy.engine import Ledger
         from pytest_energy.strategies import build_strategy, parse_strategy
 
         spec = parse_strategy(strategy, generation)
@@ -143,6 +144,10 @@ class EnergySession:
         engine = self.engine(model)
         runner = build_strategy(spec, self.strategy_context())
         runner.prepare(engine, questions, seed=seed)
+        for _ in range(self.settings.warmup):
+            # First calls compile kernels for new batch shapes; keep that out of
+            # the measured repeats when asked to.
+            runner.run(engine, questions, Ledger(), seed=seed)
         records: tuple[QuestionRecord, ...] = ()
         repeats = []
         details: dict[str, Any] = {}

@@ -75,6 +75,7 @@ class Settings:
     update_baseline: bool = False
     tolerance: Tolerance = field(default_factory=lambda: Tolerance(0.10))
     repeats: int = DEFAULT_REPEATS
+    warmup: int = 0
     mmlu: str = DEFAULT_MMLU
     report_path: Path | None = None
     json_path: Path | None = None
@@ -175,6 +176,7 @@ class Settings:
             repeats=get(
                 "repeats", _positive_int, DEFAULT_REPEATS, "give a whole number of at least 1"
             ),
+            warmup=get("warmup", _count, 0, "give a whole number of runs, 0 or more"),
             mmlu=get(
                 "mmlu",
                 _nonempty,
@@ -228,6 +230,8 @@ OPTIONS: dict[str, tuple[str, bool]] = {
 # ini/env-only settings: name -> help
 INI_ONLY: dict[str, str] = {
     "cpu-watts-per-core": "cpu-estimate meter: watts drawn by one busy core (default 10)",
+    "warmup": "unmeasured runs of each evaluation before its repeats (kernel compilation, "
+    "caches; default 0)",
     "strict-baseline": "fail tests that have no baseline entry (default false)",
     "batch-size": "evaluation batch size (default auto)",
     "device": "model device: auto, cpu, cuda, cuda:N (default auto)",
@@ -317,6 +321,13 @@ def _positive_int(value: Any) -> int:
     number = int(str(value).strip())
     if number < 1:
         raise ValueError("must be at least 1")
+    return number
+
+
+def _count(value: Any) -> int:
+    number = int(str(value).strip())
+    if number < 0:
+        raise ValueError("must be 0 or more")
     return number
 
 

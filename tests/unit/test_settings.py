@@ -327,3 +327,10 @@ def test_budget_from_environment_switches_energy_testing(
 def test_environment_can_switch_off_what_ini_switched_on(tmp_path: Path) -> None:
     settings = build(tmp_path, env={"PYTEST_ENERGY_BUDGET": "false"}, ini={"budget": "true"})
     assert settings.enabled is False
+
+
+def test_warmup_runs_are_counted_from_zero_and_never_negative(tmp_path: Path) -> None:
+    assert build(tmp_path).warmup == 0
+    assert build(tmp_path, ini={"warmup": "2"}).warmup == 2
+    with pytest.raises(pytest.UsageError, match=r"energy_warmup \(ini\): invalid value '-1'"):
+        build(tmp_path, ini={"warmup": "-1"})

@@ -145,7 +145,7 @@ def _table(rows: Sequence[Row], *, narrow: bool) -> Table:
     longest = max(len(name) for name in names)
     # The verdict comes first so a tight terminal can never push it out of view.
     table.add_column("verdict", no_wrap=True, min_width=7)
-    table.add_column("test", overflow="fold", min_width=min(longest, 24 if narrow else 30))
+    table.add_column("test", overflow="fold", min_width=min(longest, 22 if narrow else 30))
     show_meter = not narrow and len({r.meter for r, _ in rows}) > 1
     if not narrow:
         table.add_column("model", overflow="fold")
@@ -158,7 +158,7 @@ def _table(rows: Sequence[Row], *, narrow: bool) -> Table:
     table.add_column("J/question", justify="right", no_wrap=True)
     if show_meter:
         table.add_column("meter", overflow="fold")
-    table.add_column("vs base" if narrow else "change vs base", overflow="fold")
+    table.add_column("vs base" if narrow else "change vs base", overflow="fold", min_width=15)
     for (result, outcome), name in zip(rows, names, strict=True):
         est = "~" if result.estimated else ""
         energy = [
