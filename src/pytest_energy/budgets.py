@@ -194,22 +194,38 @@ def check_budgets(result: EvalResult, budgets: Budgets) -> tuple[Check, ...]:
     where = f"({result.strategy}, {result.model}, meter={result.meter}" + (
         ", estimated)" if result.estimated else ")"
     )
+
+    def joules(x: float) -> str:
+        return f"{sig(x)} J"
+
+    def count(x: float) -> str:
+        return f"{x:.1f}"
+
+    ceilings: tuple[tuple[str, str, float | None, float | None, Callable[[float], str]], ...] = (
+        ("j_per_token", "energy per token", result.j_per_token, budgets.max_j_per_token, joules),
+        (
+            "j_per_question",
+            "energy per question",
+            result.j_per_question,
+            budgets.max_j_per_question,
+            joules,
+        ),
+        (
+            "output_tokens_per_question",
+            "mean output tokens per question",
+            result.output_tokens_per_question,
+            budgets.max_output_tokens,
+            count,
+        ),
+    )
     checks: list[Check] = []
-    jpt, jpq, tokens = result.j_per_token, result.j_per_question, result.output_tokens_per_question
-    if budgets.max_j_per_token is not None and jpt is not None:
-        limit = budgets.max_j_per_token
-        breached = jpt > limit
+    for metric, label, value, limit, shown in ceilings:
+        if limit is None or value is None:
+            continue
+        breached = value > limit
         verb = "exceeds" if breached else "is within"
-        text = f"energy per token {sig(jpt)} J {verb} budget {sig(limit)} J"
-        checks.append(Check("budget", "j_per_token", jpt, limit, not breached, f"{text} {where}"))
-    if budgets.max_j_per_question is not None and jpq is not None:
-        limit = budgets.max_j_per_question
-        breached = jpq > limit
-        verb = "exceeds" if breached else "is within"
-        text = f"energy per question {sig(jpq)} J {verb} budget {sig(limit)} J"
-        checks.append(
-            Check("budget", "j_per_question", jpq, limit, not breached, f"{text} {where}")
-        )
+        text = f"{label} {shown(value)} {verb} budget {shown(limit)} {where}"
+        checks.append(Check("budget", metric, value, limit, not breached, text))
     if budgets.min_accuracy is not None and result.questions:
         limit = budgets.min_accuracy
         breached = result.accuracy < limit
@@ -221,21 +237,6 @@ def check_budgets(result: EvalResult, budgets: Budgets) -> tuple[Check, ...]:
         )
         checks.append(
             Check("budget", "accuracy", result.accuracy, limit, not breached, f"{text} {where}")
-        )
-    if budgets.max_output_tokens is not None and tokens is not None:
-        limit = budgets.max_output_tokens
-        breached = tokens > limit
-        verb = "exceeds" if breached else "is within"
-        text = f"mean output tokens per question {tokens:.1f} {verb} budget {limit:g}"
-        checks.append(
-            Check(
-                "budget",
-                "output_tokens_per_question",
-                tokens,
-                limit,
-                not breached,
-                f"{text} {where}",
-            )
         )
     return tuple(checks)
 
