@@ -271,7 +271,10 @@ def hostile_run() -> list[Row]:
                 baseline="compared",
                 checks=(regression,),
                 notes=("note with | pipe\nand </details>",),
-                accepted_reason="ok </details> <!-- | `x` -->",
+                accepted_reason=(
+                    "ok </details> <!-- | `x` --> see #1, org/repo#2 and GH-3 at "
+                    "https://evil.example/a or www.example.com"
+                ),
             ),
         )
     ]

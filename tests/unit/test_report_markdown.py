@@ -88,12 +88,55 @@ def test_escaped_text_renders_as_the_same_text_in_one_table_cell(hostile: str) -
     assert html.count("<td>") == 1
     expected = hostile.replace("\n", " ").replace("\u202e", "")
     expected = expected.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    assert cell.group(1).strip() == expected.strip()
+    # Word joiners are invisible; they keep references and URLs from going live.
+    assert cell.group(1).replace("\N{WORD JOINER}", "").strip() == expected.strip()
 
 
 def test_mentions_in_test_ids_do_not_notify_anyone() -> None:
     assert "@octocat" not in escape_md("test_x[@octocat]")
     assert escape_md("@octocat").replace("\N{WORD JOINER}", "") == "@octocat"
+
+
+# What GitHub turns into links or cross-references in plain comment text: bare URLs,
+# www. autolinks, #1 / org/repo#2 / GH-12 issue references, @mentions (not the
+# "#124" inside the entity &#124;, which is ours).
+LIVE_REFERENCE = re.compile(r"://|www\.|(?<!&)#\d|GH-\d|@\w", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "test_x[https://evil.example/a]",
+        "test_x[http://x]",
+        "ftp://files.example.org",
+        "www.example.com",
+        "WWW.Example.com/path",
+        "fixes #1",
+        "org/repo#2",
+        "see GH-12 and gh-7",
+        "user@a5c3785ed8d6a35868bc169f07e40e889087fd2e",
+        "mail x@y.com",
+        "GH-\u202e12 www\u202e.x.org #\u202e3",
+    ],
+)
+def test_references_and_urls_are_not_live_but_read_the_same(text: str) -> None:
+    assert LIVE_REFERENCE.search(text.replace("\u202e", ""))
+    escaped = escape_md(text)
+    assert LIVE_REFERENCE.search(escaped) is None, escaped
+    readable = escaped.replace("\N{WORD JOINER}", "").replace("\\", "")
+    assert readable == text.replace("\u202e", "")
+
+
+def test_text_that_github_would_not_link_gets_no_joiner() -> None:
+    for text in ("gh-pages", "www", "https:/x", "a:b//c", "GH-x", "sha a5c3785ed8d6"):
+        assert escape_md(text) == text
+
+
+def test_references_in_test_ids_and_models_stay_plain_text_in_the_report() -> None:
+    test_id = "tests/t.py::test_x[https://evil.example/a www.example.com #1 org/repo#2 GH-12]"
+    text = render_markdown([row(test_id, model="org/model#3")])
+    assert "evil.example/a" in text
+    assert LIVE_REFERENCE.search(text) is None
 
 
 def test_hostile_names_keep_every_table_row_at_the_header_width() -> None:
@@ -125,7 +168,7 @@ def test_an_accepted_run_prints_the_reason() -> None:
     accepted = Outcome(status="accepted", baseline="compared", checks=(regression(),))
     text = render_markdown([row(outcome=accepted)], accepted_reason="bigger model, see #12")
     assert "**Accepted**: 1 regression in 1 of 1 test reported without failing" in text
-    assert "Reason: bigger model, see #12" in text
+    assert "Reason: bigger model, see #\N{WORD JOINER}12" in text
 
 
 def test_a_very_long_accept_reason_is_cut_in_the_verdict() -> None:
