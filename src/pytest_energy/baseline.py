@@ -16,7 +16,6 @@ keep both; a partial run never deletes entries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import statistics
@@ -27,7 +26,8 @@ from typing import Any
 
 from pytest_energy import __version__
 from pytest_energy.errors import BaselineError
-from pytest_energy.files import lock_beside, write_text_atomic
+from pytest_energy.files import lock_beside, read_text, write_text_atomic
+from pytest_energy.fingerprint import fingerprint_diff
 from pytest_energy.metrics import EvalResult
 
 SCHEMA_VERSION = 1
@@ -147,20 +147,6 @@ class BaselineEntry:
         )
 
 
-def question_set_id(result: EvalResult) -> str:
-    """An identity of the questions asked, in order.
-
-    The engine may put a stable id in ``details["question_set"]`` (e.g. a hash of
-    the question texts); otherwise this hashes each record's subject and gold
-    letter, which the seeded stratified sample reproduces exactly.
-    """
-    given = result.details.get("question_set")
-    if isinstance(given, str) and given:
-        return given
-    text = "\n".join(f"{r.subject}\t{r.gold}" for r in result.records)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def entry_from_result(result: EvalResult) -> BaselineEntry:
     """The baseline entry that records ``result`` (floats already rounded for storage).
 
@@ -190,7 +176,7 @@ def entry_from_result(result: EvalResult) -> BaselineEntry:
         samples=samples,
         questions=result.questions,
         correct=result.correct,
-        question_set=question_set_id(result),
+        question_set=result.question_set,
         correct_vector="".join("1" if r.correct else "0" for r in result.records),
         output_tokens_sd=_round(statistics.stdev(tokens)) if len(tokens) > 1 else 0.0,
         summary=_rounded(result.summary()),
@@ -204,38 +190,43 @@ class BaselineChanges:
     new: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
 
     def describe(self, path: Path) -> str:
-        return (
+        text = (
             f"baseline {path}: {len(self.new)} new, {len(self.updated)} updated, "
             f"{len(self.unchanged)} unchanged"
         )
+        if self.removed:
+            text += f", {len(self.removed)} removed (tests gone): {listed(self.removed)}"
+        return text
 
 
 @dataclass(frozen=True)
 class BaselineStore:
     """The entries of one baseline file; values, never mutated in place.
 
-    ``dirty`` names the entries this session set with :meth:`updated`; only they
-    overwrite what is on disk when :meth:`write` merges.
+    ``dirty`` names the entries this session set with :meth:`updated`, ``removed``
+    those it dropped with :meth:`without`; only they change what is on disk when
+    :meth:`write` merges.
     """
 
     entries: Mapping[str, BaselineEntry] = field(default_factory=dict)
     plugin_version: str = __version__
     dirty: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, path: Path) -> BaselineStore:
         """Read ``path``; a missing file is an empty store, a bad one a BaselineError."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        text = read_text(
+            path,
+            BaselineError,
+            what="baseline",
+            fix="check its permissions or give another path with --energy-baseline",
+        )
+        if text is None:
             return cls()
-        except OSError as exc:
-            raise BaselineError(
-                f"{path}: cannot read the baseline ({exc.strerror or exc}); "
-                "check its permissions or give another path with --energy-baseline"
-            ) from None
         return cls.parse(text, path)
 
     @classmethod
@@ -294,13 +285,21 @@ class BaselineStore:
             old = self.entries.get(key)
             (new if old is None else same if old == entry else changed).append(key)
         merged = {**self.entries, **entries}
-        store = BaselineStore(merged, __version__, self.dirty | frozenset(entries))
+        store = BaselineStore(
+            merged, __version__, self.dirty | frozenset(entries), self.removed - set(entries)
+        )
         return store, BaselineChanges(
             tuple(sorted(new)), tuple(sorted(changed)), tuple(sorted(same))
         )
 
+    def without(self, keys: Iterable[str]) -> BaselineStore:
+        """A store without ``keys`` (entries of tests that no longer exist)."""
+        gone = frozenset(keys) & set(self.entries)
+        kept = {k: v for k, v in self.entries.items() if k not in gone}
+        return BaselineStore(kept, __version__, self.dirty - gone, self.removed | gone)
+
     def unused(self, ran_ids: Iterable[str]) -> tuple[str, ...]:
-        """Entries no test of this run exercised (worth a warning; never deleted)."""
+        """Entries no test of this run exercised."""
         ran = set(ran_ids)
         return tuple(sorted(key for key in self.entries if key not in ran))
 
@@ -321,31 +320,13 @@ class BaselineStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         with lock_beside(path, BaselineError):
             current = BaselineStore.load(path) if path.exists() else self
-            if not self.dirty and path.exists():
+            if not self.dirty and not self.removed and path.exists():
                 return current
-            entries = dict(current.entries)
+            entries = {k: v for k, v in current.entries.items() if k not in self.removed}
             entries.update({key: self.entries[key] for key in self.dirty})
             merged = BaselineStore(entries, __version__)
             write_text_atomic(path, merged.to_text())
         return merged
-
-
-# Recorded to say which physical unit measured, but not compared: two cards of
-# one model, driver, power limit and clocks are interchangeable (a pool of
-# identical self-hosted runners must not mismatch on every job).
-IDENTITY_ONLY = frozenset({"gpu_uuid"})
-
-
-def fingerprint_diff(base: Mapping[str, str], head: Mapping[str, str]) -> list[str]:
-    """The fields that differ, as ``"gpu: 'A100' -> 'H100'"`` (sorted by field)."""
-    out = []
-    for key in sorted((set(base) | set(head)) - IDENTITY_ONLY):
-        old, new = base.get(key), head.get(key)
-        if old != new:
-            shown_old = "missing" if old is None else repr(old)
-            shown_new = "missing" if new is None else repr(new)
-            out.append(f"{key}: {shown_old} -> {shown_new}")
-    return out
 
 
 def baseline_mismatch(entry: BaselineEntry, result: EvalResult) -> str | None:
@@ -369,6 +350,11 @@ def baseline_mismatch(entry: BaselineEntry, result: EvalResult) -> str | None:
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+def listed(keys: tuple[str, ...], most: int = 5) -> str:
+    """Entry ids for a one-line message: the first ``most``, then an ellipsis."""
+    return ", ".join(keys[:most]) + (" ..." if len(keys) > most else "")
 
 
 def _round(value: float) -> float:

@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from pytest_energy.errors import ConfigError
+from pytest_energy.files import read_text
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Check
 from pytest_energy.settings import Tolerance
@@ -116,13 +117,13 @@ class BudgetsFile:
     @classmethod
     def load(cls, path: Path) -> BudgetsFile:
         """Read and validate ``path``; every problem is a :class:`ConfigError`."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"{path}: cannot read the budgets file ({exc.strerror or exc}); "
-                "check the path given to --energy-budget"
-            ) from None
+        text = read_text(
+            path,
+            ConfigError,
+            what="budgets file",
+            fix="check the path given to --energy-budget",
+            if_missing="check the path given to --energy-budget",
+        )
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

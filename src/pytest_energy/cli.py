@@ -25,9 +25,10 @@ from typing import Any, NoReturn
 
 from pytest_energy import __version__
 from pytest_energy.errors import EnergyError
+from pytest_energy.fingerprint import differing_fields
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Check
-from pytest_energy.report import Row, describe_check, fingerprint_differences, sorted_rows
+from pytest_energy.report import Row, describe_check, sorted_rows
 from pytest_energy.settings import Tolerance
 
 Comparator = Callable[[EvalResult, EvalResult, Tolerance], Sequence[Check]]
@@ -169,7 +170,7 @@ def compare_rows(
         if before.estimated != head.estimated:
             lines.append(f"skipped   {head.test_id}: estimated and measured energy differ")
             continue
-        drift = fingerprint_differences(head.fingerprint, before.fingerprint)
+        drift = differing_fields(before.fingerprint, head.fingerprint)
         if drift and not ignore_fingerprint:
             lines.append(
                 f"skipped   {head.test_id}: fingerprint differs in {', '.join(drift)} "

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pytest_energy.errors import EnergyError
-from pytest_energy.files import dump_json, write_text_atomic
+from pytest_energy.files import dump_json, read_text, write_text_atomic
 
 SCHEMA_VERSION = 1
 GridSize = Literal["small", "medium", "large"]
@@ -299,15 +299,16 @@ class CurveStore:
     @classmethod
     def load(cls, path: Path, *, missing_ok: bool = False) -> CurveStore:
         """Read a curve file; a corrupt file raises :class:`CurveError` naming it."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            if missing_ok:
-                return cls()
-            raise CurveError(
-                f"curve file {path} does not exist; create it with "
-                f"'pytest-energy calibrate --model MODEL -o {path}'"
-            ) from None
+        create = f"create it with 'pytest-energy calibrate --model MODEL -o {path}'"
+        text = read_text(
+            path,
+            CurveError,
+            what="curve file",
+            fix="check its permissions, or " + create,
+            if_missing=None if missing_ok else create,
+        )
+        if text is None:
+            return cls()
         try:
             data = json.loads(text)
             if not isinstance(data, dict) or not isinstance(data.get("curves"), dict):

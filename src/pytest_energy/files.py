@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from pytest_energy.errors import EnergyError
 
@@ -20,6 +20,59 @@ STALE_LOCK_S = 60.0  # a write takes milliseconds; an older lock is left over
 def dump_json(document: Any) -> str:
     """The house JSON text: sorted keys, two-space indent, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@overload
+def read_text(
+    path: Path,
+    error: type[EnergyError],
+    *,
+    what: str,
+    fix: str,
+    shown: str | None = None,
+    if_missing: str,
+) -> str: ...
+
+
+@overload
+def read_text(
+    path: Path,
+    error: type[EnergyError],
+    *,
+    what: str,
+    fix: str,
+    shown: str | None = None,
+    if_missing: str | None = None,
+) -> str | None: ...
+
+
+def read_text(
+    path: Path,
+    error: type[EnergyError],
+    *,
+    what: str,
+    fix: str,
+    shown: str | None = None,
+    if_missing: str | None = None,
+) -> str | None:
+    """The text of ``path`` (UTF-8, a byte-order mark dropped), or a one-line ``error``.
+
+    ``what`` names the file for the message ("baseline", "budgets file") and
+    ``shown`` how to print its path (default: as given); ``fix`` says what to do
+    when it cannot be read. A missing file returns None, unless
+    ``if_missing`` gives the fix for that case, which makes it an error too.
+    """
+    name = f"{what} {shown or path}"
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        if if_missing is None:
+            return None
+        raise error(f"{name} does not exist; {if_missing}") from None
+    except UnicodeDecodeError:
+        raise error(f"{name} is not UTF-8 text; save it as UTF-8") from None
+    except OSError as exc:
+        raise error(f"cannot read {name} ({exc.strerror or exc}); {fix}") from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -42,7 +42,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_energy.baseline import BaselineEntry, baseline_mismatch, question_set_id
+from pytest_energy.baseline import BaselineEntry, baseline_mismatch
 from pytest_energy.budgets import Budgets, check_budgets, sig
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import BaselineState, Check, Outcome, Status
@@ -182,7 +182,7 @@ def compare(
     Call only when :func:`~pytest_energy.baseline.baseline_mismatch` found no
     mismatch (estimates are never compared with measurements).
     """
-    same_questions = question_set_id(result) == base.question_set
+    same_questions = same_question_set(result, base)
     sampled = is_sampled(result.strategy) or is_sampled(base.strategy)
     checks: list[Check] = []
     for metric in ENERGY_METRICS:
@@ -206,12 +206,17 @@ def comparison_notes(result: EvalResult, base: BaselineEntry) -> tuple[str, ...]
         notes.append(f"model changed since the baseline: {base.model} -> {result.model}")
     if result.strategy != base.strategy:
         notes.append(f"strategy changed since the baseline: {base.strategy} -> {result.strategy}")
-    if question_set_id(result) != base.question_set:
+    if not same_question_set(result, base):
         notes.append(
             f"question set differs from the baseline ({base.questions} vs {result.questions} "
             "questions): accuracy compared as independent samples, energy_j not compared"
         )
     return tuple(notes)
+
+
+def same_question_set(result: EvalResult, base: BaselineEntry) -> bool:
+    """Whether ``result`` asked the baseline's questions, in order (unknown: no)."""
+    return bool(result.question_set) and result.question_set == base.question_set
 
 
 def _output_tokens(

@@ -83,6 +83,8 @@ class EvalResult:
     fingerprint: Mapping[str, str] = field(default_factory=dict)
     test_id: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
+    # The identity of the questions asked (mmlu.question_set_id); "" when unknown.
+    question_set: str = ""
 
     # -- counts ------------------------------------------------------------
     @property
@@ -218,6 +220,7 @@ class EvalResult:
             "repeats": [asdict(s) for s in self.repeats],
             "records": [asdict(r) for r in self.records],
             "details": dict(self.details),
+            "question_set": self.question_set,
         }
 
     @classmethod
@@ -232,6 +235,10 @@ class EvalResult:
             fingerprint={str(k): str(v) for k, v in data.get("fingerprint", {}).items()},
             test_id=str(data.get("test_id", "")),
             details=dict(data.get("details", {})),
+            # Files written before the field existed kept it in the details.
+            question_set=str(
+                data.get("question_set") or data.get("details", {}).get("question_set", "")
+            ),
         )
 
 

@@ -1,41 +1,39 @@
-"""pytest wiring: options, the energy marker, fixtures, and hooks that delegate.
+"""pytest wiring: options, the energy marker, fixture registration, hooks that delegate.
 
-Importing this module is cheap: no torch, transformers or pynvml. The
-session's state lives in :class:`pytest_energy.session.EnergySession`,
-stored under a typed stash key.
+Importing this module is cheap: no torch, transformers or pynvml. The run's
+state lives in :class:`pytest_energy.session.EnergySession`, stored under a
+typed stash key; the fixtures live in :mod:`pytest_energy.fixtures`.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_energy import settings as settings_module
-from pytest_energy.errors import EnergyError
+
+# Imported to register them as this plugin's fixtures.
+from pytest_energy.fixtures import (  # noqa: F401
+    ENERGY_FIXTURES,
+    SKIP_REASON,
+    energy_curve,
+    energy_eval,
+    energy_meter,
+    mmlu,
+)
 from pytest_energy.settings import Settings
+from pytest_energy.stash import rows_key, session_key, settings_key
 
 if TYPE_CHECKING:
-    from pytest_energy.curves import Curve
-    from pytest_energy.meters.base import EnergyMeter
-    from pytest_energy.metrics import EvalResult
-    from pytest_energy.mmlu import MMLU
     from pytest_energy.session import EnergySession
 
-T = TypeVar("T")
-SKIP_REASON = "run with --energy-budget"
-ENERGY_FIXTURES = frozenset({"energy_eval", "mmlu", "energy_meter", "energy_curve"})
 MARKER_DOC = (
     "energy(max_j_per_token=None, max_j_per_question=None, min_accuracy=None, "
     "max_output_tokens=None, tolerance=None): energy and accuracy budgets for the "
     "evaluations of this test (skipped without --energy-budget)"
 )
-
-session_key = pytest.StashKey["EnergySession"]()
-settings_key = pytest.StashKey[Settings]()
-rows_key = pytest.StashKey[list[dict[str, Any]]]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -56,27 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from pytest_energy.session import EnergySession
 
-    worker = hasattr(config, "workerinput")
-    controller = not worker and getattr(config.option, "dist", "no") != "no"
-    try:
-        session = EnergySession(
-            settings,
-            writes_files=not worker,
-            custom_meter=lambda: config.hook.pytest_energy_make_meter(settings=settings),
-        )
-        if not controller:
-            # Fail fast on a meter that cannot work (no RAPL, no NVML), as a usage error.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                session.meter  # noqa: B018
-            for warning in caught:
-                message = warning.message
-                if isinstance(message, Warning):
-                    config.issue_config_time_warning(message, stacklevel=2)
-    except EnergyError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    session = EnergySession.start(config, settings)
     config.stash[session_key] = session
-    config.pluginmanager.register(_SessionHooks(session), "energy-session")
+    config.pluginmanager.register(_SessionHooks(session, config), "energy-session")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -87,18 +67,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     session = config.stash.get(session_key, None)
-    if session is None or session._meter is None:
-        return None
-    from pytest_energy.report import device_label
-    from pytest_energy.report.terminal import render_header
-
-    meter = session.meter
-    return render_header(
-        meter.name,
-        device_label(meter.fingerprint()),
-        session.settings.baseline_path,
-        meter.estimated,
-    )
+    return None if session is None else session.header_line()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -127,132 +96,33 @@ def pytest_runtest_makereport(
 class _SessionHooks:
     """Hooks that need the session, registered only when energy testing is on."""
 
-    def __init__(self, session: EnergySession) -> None:
+    def __init__(self, session: EnergySession, config: pytest.Config) -> None:
         self.session = session
+        self.config = config
+        self.deselected = False
+
+    def pytest_deselected(self) -> None:
+        self.deselected = True
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._selected([item.nodeid for item in session.items])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, ids: list[str]) -> None:
+        self._selected(ids)  # the controller collects nothing itself; workers tell it
+
+    def _selected(self, ids: list[str]) -> None:
+        from pytest_energy.selection import Selection
+
+        self.session.selection = Selection.of_run(self.config, ids, narrowed=self.deselected)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         rows = getattr(report, "energy_rows", None)
-        if not rows or not self.session.writes_files:
-            return
-        from pytest_energy.metrics import EvalResult
-        from pytest_energy.outcome import Outcome
-
-        self.session.collect(
-            [(EvalResult.from_dict(r["result"]), Outcome.from_dict(r["outcome"])) for r in rows]
-        )
+        if rows and self.session.writes_files:
+            self.session.collect_serialised(rows)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.session.writes_files:
-            return
-        from pytest_energy.reporting import finish_session
+        if self.session.writes_files:
+            from pytest_energy.session_end import finish_session
 
-        finish_session(self.session, terminalreporter)
-
-
-# -- fixtures -------------------------------------------------------------------
-
-
-def _energy_session(config: pytest.Config) -> EnergySession:
-    session = config.stash.get(session_key, None)
-    if session is None:
-        pytest.skip(SKIP_REASON)
-    return session
-
-
-@pytest.fixture(scope="session")
-def energy_meter(request: pytest.FixtureRequest) -> EnergyMeter:
-    """The session's meter: ``with energy_meter.window() as w: ...`` then ``w.energy_j``."""
-    return _guarded(lambda: _energy_session(request.config).meter)
-
-
-@pytest.fixture(scope="session")
-def mmlu(request: pytest.FixtureRequest) -> MMLU:
-    """The MMLU questions of ``--energy-mmlu``; ``mmlu.sample(n, subjects, seed)`` samples them."""
-    return _guarded(lambda: _energy_session(request.config).mmlu)
-
-
-@pytest.fixture(scope="session")
-def energy_curve(request: pytest.FixtureRequest) -> Callable[[str], Curve]:
-    """``energy_curve(model)``: the model's operating curve E(n_in, n_out), from the
-    ``energy_curve`` file or calibrated once per session with the session's meter."""
-    session = _energy_session(request.config)
-    return lambda model: _guarded(lambda: session.curve(session.engine(model)))
-
-
-class EnergyEval:
-    """The ``energy_eval`` fixture: ``energy_eval(model, strategy, *, n, subjects, seed, **gen)``.
-
-    Runs the evaluation, checks the budgets of the ``energy`` marker and the
-    budgets file, compares with the baseline, records the result for the
-    reports and returns the :class:`~pytest_energy.metrics.EvalResult`. A
-    breach or a regression fails the test with one line saying what exceeded what.
-    """
-
-    def __init__(self, session: EnergySession, item: pytest.Item) -> None:
-        self._session = session
-        self._item = item
-        self._calls = 0
-
-    def __call__(
-        self,
-        model: str,
-        strategy: str = "direct",
-        *,
-        n: int | None = 32,
-        subjects: str | Sequence[str] | None = None,
-        seed: int = 0,
-        **generation: Any,
-    ) -> EvalResult:
-        __tracebackhide__ = True
-        self._calls += 1
-        test_id = self._item.nodeid + ("" if self._calls == 1 else f"#{self._calls}")
-        marker = self._item.get_closest_marker("energy")
-        session = self._session
-
-        def run() -> tuple[EvalResult, Any]:
-            if marker is not None:
-                from pytest_energy.budgets import marker_budgets
-
-                # A misspelt budget fails before minutes of evaluation, not after.
-                marker_budgets(test_id, marker.kwargs)
-            result = session.evaluate(
-                model,
-                strategy,
-                n=n,
-                subjects=subjects,
-                seed=seed,
-                generation=generation,
-                test_id=test_id,
-            )
-            return result, session.judge(result, marker.kwargs if marker else None)
-
-        result, outcome = _guarded(run)
-        self._item.stash.setdefault(rows_key, []).append(
-            {"result": result.to_dict(), "outcome": outcome.to_dict()}
-        )
-        from pytest_energy.report.results import junit_properties
-
-        self._item.user_properties.extend(junit_properties(result, outcome))
-        message = session.failure(outcome)
-        if message is not None:
-            pytest.fail(message, pytrace=False)
-        return result
-
-
-@pytest.fixture
-def energy_eval(request: pytest.FixtureRequest) -> EnergyEval:
-    """Evaluate a model with a test-time strategy on MMLU, measured and checked."""
-    return EnergyEval(_energy_session(request.config), request.node)
-
-
-def _guarded(fn: Callable[[], T]) -> T:
-    """Run ``fn``; a known problem (bad data, model, meter) fails the test with its one line."""
-    __tracebackhide__ = True
-    try:
-        return fn()
-    except EnergyError as exc:
-        problem = str(exc)
-    pytest.fail(problem, pytrace=False)
-
-
-__all__ = ["EnergyEval", "energy_curve", "energy_eval", "energy_meter", "mmlu"]
+            finish_session(self.session, terminalreporter)

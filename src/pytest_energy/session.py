@@ -8,20 +8,25 @@ so a run without energy tests pays nothing. Workers measure; the controller
 
 from __future__ import annotations
 
-import hashlib
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from pytest_energy.baseline import BaselineChanges, BaselineStore, entry_from_result
 from pytest_energy.budgets import BudgetsFile
+from pytest_energy.errors import EnergyError
 from pytest_energy.gate import failure_message, judge
 from pytest_energy.locking import device_lock
 from pytest_energy.meters.idle import net_energy_j
 from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
+from pytest_energy.mmlu.questions import question_set_id
 from pytest_energy.outcome import Outcome
+from pytest_energy.selection import Selection
 from pytest_energy.settings import Settings
 
 
@@ -39,8 +44,24 @@ if TYPE_CHECKING:
     from pytest_energy.meters.base import EnergyMeter, Meter
     from pytest_energy.meters.idle import IdlePower
     from pytest_energy.mmlu import MMLU, Question
+    from pytest_energy.models import ModelSpec
     from pytest_energy.report import Row
     from pytest_energy.strategies import Strategy, StrategyContext
+
+
+@dataclass(frozen=True)
+class BaselineSummary:
+    """What the session end did to the baseline file, and what it left alone.
+
+    ``changes`` is None without ``--energy-update-baseline``; ``unused`` are kept
+    entries this run did not exercise; ``stale`` entries of deleted tests that
+    remain (no update asked); ``partial``: the run did not select the whole suite.
+    """
+
+    changes: BaselineChanges | None
+    unused: tuple[str, ...]
+    stale: tuple[str, ...]
+    partial: bool
 
 
 class EnergySession:
@@ -59,13 +80,57 @@ class EnergySession:
         )
         self.baseline = BaselineStore.load(settings.baseline_path)
         self.rows: list[Row] = []
+        # What the run collected (set by the plugin after collection); None: unknown.
+        self.selection: Selection | None = None
         self._meter: EnergyMeter | None = None
         self._mmlu: MMLU | None = None
-        self._engines: dict[str, Engine] = {}
+        self._engines: dict[ModelSpec, Engine] = {}
         self._device: str | None = None
         self._curves: dict[str, Curve] = {}
         self._context: StrategyContext | None = None
         self._idle: IdlePower | None = None
+
+    @classmethod
+    def start(cls, config: pytest.Config, settings: Settings) -> EnergySession:
+        """The run's session, built in ``pytest_configure``; a problem is a UsageError.
+
+        xdist workers measure and never write files. Outside the xdist
+        controller, the meter is created now, so that one that cannot work (no
+        RAPL, no NVML) stops the run before any test, and a fallback to an
+        estimate warns once.
+        """
+        worker = hasattr(config, "workerinput")
+        controller = not worker and getattr(config.option, "dist", "no") != "no"
+        try:
+            session = cls(
+                settings,
+                writes_files=not worker,
+                custom_meter=lambda: config.hook.pytest_energy_make_meter(settings=settings),
+            )
+            if not controller:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    session.meter  # noqa: B018
+                for warning in caught:
+                    if isinstance(warning.message, Warning):
+                        config.issue_config_time_warning(warning.message, stacklevel=2)
+        except EnergyError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        return session
+
+    def header_line(self) -> str | None:
+        """The session-start line naming meter, device and baseline (once the meter exists)."""
+        if self._meter is None:
+            return None
+        from pytest_energy.report import device_label
+        from pytest_energy.report.terminal import render_header
+
+        return render_header(
+            self._meter.name,
+            device_label(self._meter.fingerprint()),
+            self.settings.baseline_path,
+            self._meter.estimated,
+        )
 
     # -- lazily built resources -------------------------------------------------
     @property
@@ -110,9 +175,8 @@ class EnergySession:
         from pytest_energy.models import resolve_model
 
         spec = resolve_model(model, rootdir=self.settings.rootdir)
-        key = f"{spec.location}|{spec.gguf_file}"
-        if key not in self._engines:
-            self._engines[key] = Engine.load(
+        if spec not in self._engines:
+            self._engines[spec] = Engine.load(
                 spec,
                 device=self.device,
                 meter=self.meter,
@@ -120,7 +184,7 @@ class EnergySession:
                 cache_dir=self.settings.cache_dir,
                 dtype=self.settings.dtype,
             )
-        return self._engines[key]
+        return self._engines[spec]
 
     # -- evaluation ----------------------------------------------------------------
     def evaluate(
@@ -164,7 +228,8 @@ class EnergySession:
             repeats=tuple(repeats),
             fingerprint={**self.meter.fingerprint(), **engine.fingerprint()},
             test_id=test_id,
-            details={"question_set": question_set_digest(questions), **details},
+            details=details,
+            question_set=question_set_id(questions),
         )
 
     def _measure(
@@ -295,16 +360,26 @@ class EnergySession:
     def collect(self, rows: Sequence[Row]) -> None:
         self.rows.extend(rows)
 
-    def write_baseline(self) -> tuple[BaselineChanges | None, tuple[str, ...]]:
-        """Flush queued baseline entries (with --energy-update-baseline); list unused entries."""
+    def collect_serialised(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Rows as a test report carries them (from this process or an xdist worker)."""
+        self.collect(
+            [(EvalResult.from_dict(r["result"]), Outcome.from_dict(r["outcome"])) for r in rows]
+        )
+
+    def write_baseline(self) -> BaselineSummary:
+        """Flush queued entries (with --energy-update-baseline), pruning those of tests
+        that no longer exist when the run selected the whole suite."""
         ran = {r.test_id for r, _ in self.rows}
-        unused = self.baseline.unused(ran)
-        if not self.settings.update_baseline or not self.rows:
-            return None, unused
+        selection = self.selection
+        stale = selection.stale(self.baseline.entries, ran) if selection is not None else ()
+        unused = tuple(k for k in self.baseline.unused(ran) if k not in stale)
+        partial = selection is None or not selection.whole
+        if not self.settings.update_baseline or not (self.rows or stale):
+            return BaselineSummary(None, unused, stale, partial)
         entries = {r.test_id: entry_from_result(r) for r, _ in self.rows}
-        store, changes = self.baseline.updated(entries)
+        store, changes = self.baseline.without(stale).updated(entries)
         self.baseline = store.write(self.settings.baseline_path)
-        return changes, unused
+        return BaselineSummary(replace(changes, removed=stale), unused, (), partial)
 
     def close(self) -> None:
         if self._meter is not None:
@@ -312,11 +387,3 @@ class EnergySession:
 
             close_meter(self._meter)
         self._engines.clear()
-
-
-def question_set_digest(questions: Sequence[Question]) -> str:
-    """Identifies the exact questions asked, so the gate knows a comparison is like for like."""
-    digest = hashlib.sha256()
-    for q in questions:
-        digest.update(f"{q.subject}\x1f{q.question}\x1f{q.answer}\x1e".encode())
-    return digest.hexdigest()[:16]

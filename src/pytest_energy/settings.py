@@ -89,6 +89,8 @@ class Settings:
     curve_path: Path | None = None
     powercap_root: Path = Path("/sys/class/powercap")
     rootdir: Path = Path(".")
+    # GitHub Actions' job summary ($GITHUB_STEP_SUMMARY): the markdown report is appended.
+    step_summary_path: Path | None = None
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> Settings:
@@ -212,6 +214,9 @@ class Settings:
                 "give the powercap folder, normally /sys/class/powercap",
             ),
             rootdir=rootdir,
+            step_summary_path=Path(env["GITHUB_STEP_SUMMARY"])
+            if env.get("GITHUB_STEP_SUMMARY")
+            else None,
         )
 
 

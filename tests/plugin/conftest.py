@@ -124,6 +124,14 @@ def model_stack() -> Iterator[None]:
 RunEnergy = Callable[..., pytest.RunResult]
 
 
+@pytest.fixture(params=["-n0", "-n2"], ids=["plain", "xdist"])
+def dist(request: pytest.FixtureRequest) -> str:
+    """How the inner run distributes tests. What happens at session end (baseline
+    writes, tables, reports) must hold in a plain run and under xdist, where the
+    workers measure and only the controller writes and prints."""
+    return str(request.param)
+
+
 @pytest.fixture
 def run_energy(pytester: pytest.Pytester, mmlu_source: Path, model_stack: None) -> RunEnergy:
     """Run pytest in-process with energy testing on, the real model and the real MMLU.

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from pytest_energy.report.escape import escape_md
+
 TWO_TESTS = """
 def test_steady(energy_eval):
     energy_eval("smollm2-135m", "direct", n=1, subjects="world_religions")
@@ -33,6 +35,7 @@ REGRESSION = re.compile(
     re.MULTILINE,
 )
 
+TWO_IDS = ("test_lifecycle.py::test_costly", "test_lifecycle.py::test_steady")
 RunEnergy = Callable[..., pytest.RunResult]
 Scale = Callable[[dict[str, float]], None]
 
@@ -83,7 +86,9 @@ def test_baseline_lifecycle_records_compares_fails_the_regressed_test_and_recove
     )
     accepted.assert_outcomes(passed=2)
     assert any("test_costly" in line and "ACCEPTED" in line for line in accepted.outlines)
-    assert "bigger prompt, see #12" in (pytester.path / "report.md").read_text(encoding="utf-8")
+    # The reason is shown, its issue reference made inert (no cross-link from a PR comment).
+    report = (pytester.path / "report.md").read_text(encoding="utf-8")
+    assert escape_md("bigger prompt, see #12") in report
     assert baseline.read_text(encoding="utf-8") == text
 
     refreshed = run_energy(*GATE, "--energy-update-baseline")
@@ -92,28 +97,6 @@ def test_baseline_lifecycle_records_compares_fails_the_regressed_test_and_recove
 
     after_update = run_energy(*GATE)
     after_update.assert_outcomes(passed=2)
-
-
-def test_partial_update_keeps_the_entries_of_tests_that_did_not_run(
-    pytester: pytest.Pytester, run_energy: RunEnergy, scale_workload: Scale
-) -> None:
-    pytester.makepyfile(test_lifecycle=TWO_TESTS)
-    run_energy("--energy-update-baseline").assert_outcomes(passed=2)
-    _, before = read_baseline(pytester)
-
-    partial = run_energy("--energy-update-baseline", "-k", "test_steady")
-
-    partial.assert_outcomes(passed=1, deselected=1)
-    partial.stdout.fnmatch_lines(
-        [
-            "baseline *: 0 new, 1 updated, 0 unchanged",
-            "baseline: 1 entry not exercised by this run (kept): test_lifecycle.py::test_costly",
-        ]
-    )
-    _, after = read_baseline(pytester)
-    costly = "test_lifecycle.py::test_costly"
-    assert after["entries"][costly] == before["entries"][costly]
-    assert sorted(after["entries"]) == sorted(before["entries"])
 
 
 def test_under_xdist_workers_measure_and_the_controller_records_and_compares(
@@ -127,10 +110,7 @@ def test_under_xdist_workers_measure_and_the_controller_records_and_compares(
     recorded.stdout.fnmatch_lines([f"baseline {baseline}: 2 new, 0 updated, 0 unchanged"])
     assert sum("= energy =" in line for line in recorded.outlines) == 1
     _, data = read_baseline(pytester)
-    assert sorted(data["entries"]) == [
-        "test_lifecycle.py::test_costly",
-        "test_lifecycle.py::test_steady",
-    ]
+    assert sorted(data["entries"]) == list(TWO_IDS)
 
     scale_workload({"test_costly": 1.3})
     regressed = run_energy(*GATE, "-n", "2")
@@ -169,3 +149,31 @@ def test_corrupt_baseline_is_a_usage_error_naming_the_file_and_is_left_alone(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {baseline}: {problem}"])
     assert baseline.read_text(encoding="utf-8") == text
+
+
+def test_update_over_the_whole_suite_removes_entries_of_renamed_tests_and_k_keeps_them(
+    pytester: pytest.Pytester, run_energy: RunEnergy, dist: str
+) -> None:
+    pytester.makepyfile(test_lifecycle=TWO_TESTS)
+    run_energy(dist, "--energy-update-baseline").assert_outcomes(passed=2)
+    _, before = read_baseline(pytester)
+    pytester.makepyfile(test_lifecycle=TWO_TESTS.replace("test_costly", "test_renamed"))
+    old, new = "test_lifecycle.py::test_costly", "test_lifecycle.py::test_renamed"
+
+    partial = run_energy(dist, "--energy-update-baseline", "-k", "renamed")
+    partial.assert_outcomes(passed=1)  # xdist's controller does not count deselected items
+    partial.stdout.fnmatch_lines(
+        [
+            "baseline *: 1 new, 0 updated, 0 unchanged",
+            "baseline: 2 entries not exercised by this run (kept; a run of the whole suite*"
+            f"{old}, {TWO_IDS[1]}",
+        ]
+    )
+    _, after = read_baseline(pytester)
+    assert sorted(after["entries"]) == [old, new, TWO_IDS[1]]
+    assert all(after["entries"][key] == before["entries"][key] for key in TWO_IDS)
+
+    whole = run_energy(dist, "--energy-update-baseline")
+    whole.assert_outcomes(passed=2)
+    whole.stdout.fnmatch_lines([f"baseline *: 0 new, * 1 removed (tests gone): {old}"])
+    assert sorted(read_baseline(pytester)[1]["entries"]) == [new, TWO_IDS[1]]

@@ -31,7 +31,7 @@ def test_within(energy_eval):
 """
 
 SHOW_BUDGETS_FILE = """
-from pytest_energy.plugin import settings_key
+from pytest_energy.stash import settings_key
 
 
 def test_show(pytestconfig):

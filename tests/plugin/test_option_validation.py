@@ -23,7 +23,7 @@ BAD_VALUES = {
 }
 
 SHOW_SETTINGS = """
-from pytest_energy.plugin import settings_key
+from pytest_energy.stash import settings_key
 
 
 def test_show(pytestconfig):

@@ -4,53 +4,21 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from factories import FINGERPRINT, make_result
 from pytest_energy.baseline import (
     SCHEMA_VERSION,
     BaselineEntry,
     BaselineStore,
     baseline_mismatch,
     entry_from_result,
-    fingerprint_diff,
-    question_set_id,
 )
 from pytest_energy.errors import BaselineError
-from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
-
-FINGERPRINT = {"gpu": "A100", "driver": "550.54", "meter": "nvml", "dtype": "bfloat16"}
-
-
-def make_result(
-    energy_j: Sequence[float] = (120.0, 121.0, 119.0),
-    *,
-    questions: int = 10,
-    correct: int = 5,
-    estimated: bool = False,
-    meter: str = "nvml",
-    fingerprint: Mapping[str, str] = FINGERPRINT,
-    subject: str = "anatomy",
-    test_id: str = "tests/t.py::test_a",
-) -> EvalResult:
-    records = tuple(
-        QuestionRecord(subject, "A", "A" if i < correct else "B", 80, 20 + i)
-        for i in range(questions)
-    )
-    repeats = tuple(RepeatSample(e, e * 0.25, e * 0.75, 2.0) for e in energy_j)
-    return EvalResult(
-        model="smollm2-135m",
-        strategy="cot",
-        meter=meter,
-        estimated=estimated,
-        records=records,
-        repeats=repeats,
-        fingerprint=dict(fingerprint),
-        test_id=test_id,
-    )
+from pytest_energy.fingerprint import differing_fields, fingerprint_diff
+from pytest_energy.metrics import QuestionRecord
 
 
 def store_with(**entries: BaselineEntry) -> BaselineStore:
@@ -91,7 +59,9 @@ def test_floats_are_rounded_to_six_significant_digits(path: Path) -> None:
 
 
 def test_entry_keeps_samples_questions_and_provenance() -> None:
-    entry = entry_from_result(make_result(questions=4, correct=3, estimated=True, meter="curve"))
+    # 4 questions, 3 right, 80 prompt tokens and 20, 21, 22, 23 output tokens.
+    records = [QuestionRecord("anatomy", "A", "AAAB"[i], 80, 20 + i) for i in range(4)]
+    entry = entry_from_result(make_result(records=records, estimated=True, meter="curve"))
     assert entry.samples["energy_j"] == (120.0, 121.0, 119.0)
     assert entry.samples["j_per_token"] == pytest.approx(
         (120 / 406, 121 / 406, 119 / 406), rel=1e-5
@@ -336,18 +306,11 @@ def test_estimated_energy_is_never_compared_with_measured() -> None:
     assert reverse.startswith("baseline energy is estimated (cpu-estimate)")
 
 
-def test_question_set_id_follows_the_questions() -> None:
-    assert question_set_id(make_result()) == question_set_id(make_result(correct=2))
-    assert question_set_id(make_result()) != question_set_id(make_result(subject="virology"))
-    assert question_set_id(make_result()) != question_set_id(make_result(questions=9))
-    given = replace(make_result(), details={"question_set": "mmlu:abc"})
-    assert question_set_id(given) == "mmlu:abc"
-
-
 def test_another_card_of_the_same_model_is_not_a_fingerprint_mismatch() -> None:
-    from pytest_energy.baseline import fingerprint_diff
-
     a = {"gpu": "NVIDIA H200", "gpu_uuid": "GPU-aaaa", "driver": "560.1"}
     b = {"gpu": "NVIDIA H200", "gpu_uuid": "GPU-bbbb", "driver": "560.1"}
     assert fingerprint_diff(a, b) == []
     assert fingerprint_diff(a, {**b, "driver": "570.2"}) == ["driver: '560.1' -> '570.2'"]
+    # The same rule for the reports and ``energy compare``, which list field names.
+    assert differing_fields(a, b) == []
+    assert differing_fields(a, {**b, "driver": "570.2", "cpu": "EPYC"}) == ["cpu", "driver"]

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from factories import baseline_check, make_result
 from pytest_energy import __version__
 from pytest_energy.cli import Comparator, compare_rows, main
-from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
+from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Check, Outcome
 from pytest_energy.report import Row
 from pytest_energy.report.markdown import MARKER
@@ -32,17 +33,12 @@ def row(
     gpu: str = "H200",
     repeats: int = 1,
 ) -> Row:
-    records = tuple(
-        QuestionRecord("anatomy", "A", "A" if i % 2 else "B", 100, 20) for i in range(10)
-    )
-    samples = tuple(RepeatSample(energy_j * (1 + 0.001 * k), 3.0, 7.0, 1.0) for k in range(repeats))
-    result = EvalResult(
-        model="smollm2-135m",
-        strategy="cot",
-        meter="nvml",
+    result = make_result(
+        [energy_j * (1 + 0.001 * k) for k in range(repeats)],
+        correct=[i % 2 == 1 for i in range(10)],
+        input_tokens=100,
+        prefill_share=0.3,
         estimated=estimated,
-        records=records,
-        repeats=samples,
         fingerprint={"gpu": gpu},
         test_id=test_id,
     )
@@ -192,9 +188,7 @@ def _fake(checks: Sequence[Check]) -> Comparator:
     return comparator
 
 
-REGRESSION = Check(
-    kind="baseline", metric="j_per_token", value=2, limit=1, passed=False, message="", change=1.0
-)
+REGRESSION = baseline_check(change=1.0)
 
 
 def test_new_and_removed_tests_are_listed_but_never_regressions() -> None:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
+import factories
+from factories import baseline_check, budget_check
 from pytest_energy import gate, stats
 from pytest_energy.baseline import BaselineEntry, entry_from_result
 from pytest_energy.budgets import Budgets
@@ -16,7 +19,7 @@ from pytest_energy.gate import (
     is_sampled,
     judge,
 )
-from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
+from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Check
 from pytest_energy.settings import Tolerance
 from pytest_energy.stats import binomial_upper, fisher_less, mann_whitney_greater, screen_outliers
@@ -28,30 +31,14 @@ FINGERPRINT = {"gpu": "A100", "meter": "nvml"}
 
 
 def make_result(
-    energy_j: Sequence[float] = BASE_J,
-    *,
-    questions: int = 100,
-    correct: int | Sequence[bool] = 50,
-    output_tokens: int = 20,
-    strategy: str = "cot",
-    estimated: bool = False,
-    meter: str = "nvml",
-    fingerprint: Mapping[str, str] = FINGERPRINT,
-    subject: str = "anatomy",
+    energy_j: Sequence[float] = BASE_J, *, output_tokens: int = 20, **kwargs: Any
 ) -> EvalResult:
-    flags = [i < correct for i in range(questions)] if isinstance(correct, int) else correct
-    records = tuple(
-        QuestionRecord(subject, "A", "A" if ok else "B", 100 - output_tokens, output_tokens)
-        for ok in flags
-    )
-    return EvalResult(
-        model="smollm2-135m",
-        strategy=strategy,
-        meter=meter,
-        estimated=estimated,
-        records=records,
-        repeats=tuple(RepeatSample(e, e / 4, e * 3 / 4, 1.0) for e in energy_j),
-        fingerprint=dict(fingerprint),
+    """100 questions of 100 tokens each, half right, 20 of them output (by default)."""
+    kwargs.setdefault("questions", 100)
+    kwargs.setdefault("correct", 50)
+    kwargs.setdefault("fingerprint", FINGERPRINT)
+    return factories.make_result(
+        energy_j, input_tokens=100 - output_tokens, output_tokens=output_tokens, **kwargs
     )
 
 
@@ -312,11 +299,11 @@ def test_unset_budgets_produce_no_checks() -> None:
 
 
 def breach() -> Check:
-    return Check("budget", "j_per_token", 1.0, 0.5, False, "energy per token 1.00 J exceeds")
+    return budget_check(message="energy per token 1.00 J exceeds")
 
 
 def regression() -> Check:
-    return Check("baseline", "j_per_token", 1.3, 1.0, False, "j_per_token regressed +30.0%")
+    return baseline_check(message="j_per_token regressed +30.0%")
 
 
 def test_regression_fails_unless_accepted() -> None:

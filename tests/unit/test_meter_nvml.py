@@ -9,12 +9,10 @@ from typing import Any
 import pytest
 
 from pytest_energy.errors import MeasurementError
-from pytest_energy.fake_nvml import FakeClock, FakeGpu, FakeNvml
-from pytest_energy.meters.nvml import (
-    GpuProcess,
+from pytest_energy.meters.nvml import GpuProcess, NvmlMeter
+from pytest_energy.meters.nvml_library import (
     NvmlDriverError,
     NvmlError,
-    NvmlMeter,
     NvmlMigError,
     NvmlNotInstalledError,
     NvmlNotSupportedError,
@@ -23,6 +21,7 @@ from pytest_energy.meters.nvml import (
     visible_devices,
 )
 from pytest_energy.meters.sampling import PowerIntegrator, probe_update_period_s
+from pytest_energy.testing import FakeClock, FakeGpu, FakeNvml
 
 UUIDS = [
     "GPU-aaaa1111-0000-0000-0000-000000000000",

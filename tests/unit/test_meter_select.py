@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pytest_energy.errors import MeterError
-from pytest_energy.fake_nvml import FakeGpu, FakeNvml
 from pytest_energy.meters.base import EnergyMeter
-from pytest_energy.meters.nvml import NvmlDriverError, NvmlMeter
+from pytest_energy.meters.nvml import NvmlMeter
+from pytest_energy.meters.nvml_library import NvmlDriverError
 from pytest_energy.meters.select import (
     MIN_WINDOW_PERIODS,
     EnergyEstimateWarning,
@@ -20,7 +20,7 @@ from pytest_energy.meters.select import (
     create_meter,
 )
 from pytest_energy.settings import Settings
-from pytest_energy.testing import FakeMeter
+from pytest_energy.testing import FakeGpu, FakeMeter, FakeNvml
 
 
 def powercap(root: Path) -> Path:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import replace
 
 import pytest
 
+from factories import make_result
 from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample, wilson_interval
 
 
@@ -26,17 +28,16 @@ def result(
     records: tuple[QuestionRecord, ...] = (),
     repeats: tuple[RepeatSample, ...] = (),
 ) -> EvalResult:
-    return EvalResult(
-        model="smollm2-135m",
+    estimate = make_result(
+        records=records,
         strategy="cot:max_tokens=64",
         meter="cpu-estimate",
         estimated=True,
-        records=records,
-        repeats=repeats,
         fingerprint={"cpu": "test cpu", "meter": "cpu-estimate"},
         test_id="tests/test_x.py::test_cot",
         details={"budget_tokens": [12, 40]},
     )
+    return replace(estimate, repeats=repeats)
 
 
 # -- energy per token is a ratio of sums ------------------------------------------
@@ -238,3 +239,11 @@ def test_from_dict_accepts_a_result_without_records_or_repeats() -> None:
     assert r.questions == 0
     assert r.repeats == ()
     assert r.test_id == ""
+
+
+def test_question_set_round_trips_and_old_files_keep_theirs_in_the_details() -> None:
+    r = replace(result((record(),), (repeat(1.0),)), question_set="0a68c2de2df6d993")
+    assert EvalResult.from_dict(r.to_dict()).question_set == "0a68c2de2df6d993"
+    old = {**r.to_dict(), "details": {"question_set": "abc"}}
+    del old["question_set"]
+    assert EvalResult.from_dict(old).question_set == "abc"

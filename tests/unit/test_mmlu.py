@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_energy.errors import DataError
-from pytest_energy.mmlu import CATEGORIES, MMLU, Question, load_mmlu
+from pytest_energy.mmlu import CATEGORIES, MMLU, Question, load_mmlu, question_set_id
 
 REAL_MMLU = Path("/work/shared/mmlu")
 
@@ -130,13 +130,25 @@ def test_csv_header_without_choice_columns_is_rejected(tmp_path: Path) -> None:
         load_mmlu(str(path))
 
 
-def test_wrong_column_count_names_file_and_line(tmp_path: Path) -> None:
+def test_a_row_with_too_few_cells_says_a_choice_is_missing(tmp_path: Path) -> None:
     path = write_rows(
         tmp_path / "anatomy_test.csv",
         [["Q?", "1", "2", "3", "4", "A"], ["Q?", "1", "2", "3", "A"]],
     )
 
-    with pytest.raises(DataError, match=r"anatomy_test\.csv:2: expected 6 columns .* found 5"):
+    with pytest.raises(
+        DataError,
+        match=r"anatomy_test\.csv:2: 5 of 6 cells .*a choice or the answer letter is missing",
+    ):
+        load_mmlu(str(path))
+
+
+def test_a_row_with_too_many_cells_asks_for_quoting(tmp_path: Path) -> None:
+    path = write_rows(
+        tmp_path / "anatomy_test.csv", [["Q", "with", "comma", "1", "2", "3", "4", "A"]]
+    )
+
+    with pytest.raises(DataError, match=r"anatomy_test\.csv:1: 8 cells, expected 6 .*quote cells"):
         load_mmlu(str(path))
 
 
@@ -144,7 +156,7 @@ def test_unterminated_quote_is_reported_at_the_line_where_it_starts(tmp_path: Pa
     path = tmp_path / "anatomy_test.csv"
     path.write_text('Q1,1,2,3,4,A\n"Q2,1,2,3,4,B\nQ3,1,2,3,4,C\n', encoding="utf-8")
 
-    with pytest.raises(DataError, match=r"anatomy_test\.csv:2: expected 6 columns .* found 1"):
+    with pytest.raises(DataError, match=r"anatomy_test\.csv:2: 1 of 6 cells"):
         load_mmlu(str(path))
 
 
@@ -562,3 +574,13 @@ def test_bad_sample_arguments_are_data_errors(kwargs: dict[str, Any], message: s
 
     with pytest.raises(DataError, match=message):
         mmlu.sample(**kwargs)
+
+
+def test_question_set_id_follows_the_questions_and_their_order() -> None:
+    a = Question("anatomy", "Q1?", ("1", "2", "3", "4"), "A", "f:1")
+    b = Question("anatomy", "Q2?", ("1", "2", "3", "4"), "B", "f:2")
+    moved = Question("anatomy", "Q1?", ("1", "2", "3", "4"), "A", "elsewhere:9")
+    assert question_set_id([a, b]) == question_set_id([moved, b])  # where it was read is no part
+    assert question_set_id([a, b]) != question_set_id([b, a])
+    assert question_set_id([a]) != question_set_id([a, b])
+    assert len(question_set_id([a])) == 16

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_energy.metrics import EvalResult, QuestionRecord
-from pytest_energy.outcome import Check, Outcome
+from factories import baseline_check, budget_check, make_result, outcome
+from pytest_energy.outcome import Outcome
 from pytest_energy.report import (
     describe_check,
     device_label,
@@ -39,11 +39,7 @@ def test_undefined_ratio_is_a_dash() -> None:
 
 
 def test_accuracy_is_a_percentage_with_its_interval() -> None:
-    records = tuple(QuestionRecord("a", "A", "A" if i < 3 else "B", 1, 1) for i in range(4))
-    result = EvalResult(
-        model="m", strategy="s", meter="x", estimated=False, records=records, repeats=()
-    )
-    assert format_accuracy(result) == "75.0% [30.1\N{EN DASH}95.4]"
+    assert format_accuracy(make_result(questions=4, correct=3)) == "75.0% [30.1\N{EN DASH}95.4]"
 
 
 def test_change_is_signed() -> None:
@@ -60,27 +56,16 @@ def test_pareto_front_keeps_points_no_other_point_beats() -> None:
 
 
 def test_budget_check_description_shows_the_direction() -> None:
-    over = Check(
-        kind="budget", metric="j_per_token", value=0.84, limit=0.5, passed=False, message=""
-    )
-    under = Check(kind="budget", metric="accuracy", value=0.4, limit=0.5, passed=False, message="")
-    fine = Check(kind="budget", metric="accuracy", value=0.6, limit=0.5, passed=True, message="")
+    over = budget_check("j_per_token", 0.84, 0.5)
+    under = budget_check("accuracy", 0.4, 0.5)
+    fine = budget_check("accuracy", 0.6, 0.5)
     assert describe_check(over) == "J/token 0.8400 > 0.5000"
     assert describe_check(under) == "accuracy 40.0% < 50.0%"
     assert describe_check(fine) == "accuracy 60.0% >= 50.0%"
 
 
 def test_failed_verdict_names_what_failed() -> None:
-    regression = Check(
-        kind="baseline",
-        metric="j_per_token",
-        value=1,
-        limit=1,
-        passed=False,
-        message="",
-        change=0.2,
-    )
-    assert verdict(Outcome(status="fail", checks=(regression,))) == "fail: regression"
+    assert verdict(outcome(baseline_check(change=0.2))) == "fail: regression"
     assert verdict(Outcome(status="accepted")) == "accepted"
 
 

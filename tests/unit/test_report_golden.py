@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
+import factories
+from factories import make_result
+from pytest_energy.metrics import EvalResult, QuestionRecord
 from pytest_energy.outcome import Check, Outcome
 from pytest_energy.report import Row
 from pytest_energy.report.markdown import render_markdown
@@ -46,52 +48,30 @@ def result(
         )
         for i in range(questions)
     )
-    repeat = RepeatSample(
-        energy_j=energy_j,
-        prefill_j=energy_j * 0.3,
-        decode_j=energy_j * 0.7,
-        duration_s=energy_j / 50,
-    )
     key = "cpu" if estimated else "gpu"
-    return EvalResult(
+    return make_result(
+        energy_j,
+        records=records,
+        prefill_share=0.3,
+        duration_s=energy_j / 50,
         model=model,
         strategy=strategy,
         meter=meter,
         estimated=estimated,
-        records=records,
-        repeats=(repeat,),
         fingerprint={key: device},
         test_id=test_id,
     )
 
 
 def baseline_check(metric: str, value: float, base: float, *, tolerance: float = 0.10) -> Check:
-    change = value / base - 1
-    bad = change < -tolerance if metric == "accuracy" else change > tolerance
-    good = change > tolerance if metric == "accuracy" else change < -tolerance
-    return Check(
-        kind="baseline",
-        metric=metric,
-        value=value,
-        limit=base,
-        passed=not bad,
-        message=f"{metric} {change:+.1%} vs baseline",
-        change=change,
-        tolerance=tolerance,
-        statistic="single run",
-        improved=good,
+    return factories.baseline_check(
+        metric, value / base - 1, base=base, tolerance=tolerance, statistic="single run"
     )
 
 
 def budget_check(metric: str, value: float, limit: float) -> Check:
-    passed = value >= limit if metric == "accuracy" else value <= limit
-    return Check(
-        kind="budget",
-        metric=metric,
-        value=value,
-        limit=limit,
-        passed=passed,
-        message=f"{metric} {value:g} vs budget {limit:g}",
+    return factories.budget_check(
+        metric, value, limit, message=f"{metric} {value:g} vs budget {limit:g}"
     )
 
 

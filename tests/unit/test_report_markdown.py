@@ -3,56 +3,43 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
 
-from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
+from factories import baseline_check, budget_check, make_row, outcome
 from pytest_energy.outcome import Check, Outcome
 from pytest_energy.report import Row
-from pytest_energy.report.markdown import MARKER, escape_md, render_markdown
+from pytest_energy.report.escape import escape_md
+from pytest_energy.report.markdown import MARKER, render_markdown
 
 
 def row(
     test_id: str = "tests/test_a.py::test_a",
     *,
-    model: str = "smollm2-135m",
-    strategy: str = "direct",
     energy_j: float = 10.0,
     correct: int = 3,
     questions: int = 4,
-    estimated: bool = False,
     fingerprint: dict[str, str] | None = None,
-    outcome: Outcome | None = None,
+    **kwargs: Any,
 ) -> Row:
-    records = tuple(
-        QuestionRecord("anatomy", "A", "A" if i < correct else "B", 100, 5)
-        for i in range(questions)
-    )
-    result = EvalResult(
-        model=model,
-        strategy=strategy,
-        meter="nvml",
-        estimated=estimated,
-        records=records,
-        repeats=(RepeatSample(energy_j, 3.0, 7.0, 1.0),),
+    kwargs.setdefault("strategy", "direct")
+    return make_row(
+        energy_j,
+        questions=questions,
+        correct=correct,
+        input_tokens=100,
+        output_tokens=5,
+        prefill_share=0.3,
         fingerprint=fingerprint or {"gpu": "H200"},
         test_id=test_id,
+        **kwargs,
     )
-    return result, outcome or Outcome()
 
 
 def regression(change: float = 0.3) -> Check:
-    return Check(
-        kind="baseline",
-        metric="j_per_token",
-        value=1.3,
-        limit=1.0,
-        passed=False,
-        message="regressed",
-        change=change,
-        tolerance=0.1,
-    )
+    return baseline_check(change=change, message="regressed")
 
 
 def html_of(markdown: str) -> str:
@@ -155,10 +142,7 @@ def test_a_passing_run_says_pass_with_the_number_of_tests() -> None:
 
 
 def test_failures_are_counted_by_kind_in_the_verdict() -> None:
-    breach = Check(
-        kind="budget", metric="j_per_question", value=3.0, limit=2.0, passed=False, message="over"
-    )
-    failing = Outcome(status="fail", baseline="compared", checks=(regression(), breach))
+    failing = outcome(regression(), budget_check("j_per_question", 3.0, 2.0, message="over"))
     text = render_markdown([row(outcome=failing), row("t::b")])
     assert "**1 regression, 1 budget breach** in 1 of 2 tests" in text
     assert "J/question 3.000 &gt; 2.000 \N{CROSS MARK}" in text

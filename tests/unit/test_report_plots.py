@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
-from pytest_energy.outcome import Outcome
+from factories import make_row
 from pytest_energy.report import Row
 from pytest_energy.report.plots import J_PER_TOKEN_PNG, PARETO_PNG, write_plots
 
@@ -16,17 +15,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def row(strategy: str, energy_j: float, correct: int, *, estimated: bool = False) -> Row:
-    records = tuple(QuestionRecord("a", "A", "A" if i < correct else "B", 50, 9) for i in range(4))
-    result = EvalResult(
+    return make_row(
+        energy_j,
+        questions=4,
+        correct=correct,
         model="m$x$",
         strategy=strategy,
-        meter="nvml",
         estimated=estimated,
-        records=records,
-        repeats=(RepeatSample(energy_j, 1.0, 1.0, 1.0),),
         test_id=f"t::{strategy}",
     )
-    return result, Outcome()
 
 
 ROWS = [row("direct", 1.0, 2), row("cot", 9.0, 4), row("vote:k=5", 30.0, 3, estimated=True)]
@@ -59,7 +56,4 @@ def test_without_matplotlib_no_plot_is_written(
 
 
 def test_no_energy_figures_means_no_plots(tmp_path: Path) -> None:
-    empty = EvalResult(
-        model="m", strategy="s", meter="nvml", estimated=False, records=(), repeats=()
-    )
-    assert write_plots([(empty, Outcome())], tmp_path) == []
+    assert write_plots([make_row((), records=())], tmp_path) == []

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
-from pytest_energy.outcome import Check, Outcome
+from factories import baseline_check, make_row, outcome
+from pytest_energy.metrics import QuestionRecord
+from pytest_energy.outcome import Outcome
 from pytest_energy.report import Row
 from pytest_energy.report.results import (
     SCHEMA,
@@ -39,37 +40,27 @@ def row(
         QuestionRecord("anatomy", "A", "A", 100, 5),
         QuestionRecord("virology", "B", None, 90, 7),
     )
-    result = EvalResult(
-        model="smollm2-135m",
-        strategy="cot",
-        meter="nvml",
-        estimated=estimated,
+    return make_row(
+        energy_j,
+        outcome=outcome,
         records=records,
-        repeats=(RepeatSample(energy_j, 3.0, 7.0, 1.5),),
+        prefill_share=0.3,
+        duration_s=1.5,
+        estimated=estimated,
         fingerprint={"gpu": "H200", "driver": "560.35"},
         test_id=test_id,
         details={"k": 5},
     )
-    return result, outcome or Outcome()
 
 
-FAILED = Outcome(
-    status="fail",
-    baseline="compared",
-    notes=("n",),
-    checks=(
-        Check(
-            kind="baseline",
-            metric="j_per_token",
-            value=0.05,
-            limit=0.04,
-            passed=False,
-            message="J/token +25% beyond 10%",
-            change=0.25,
-            tolerance=0.1,
-            statistic="median of 3",
-        ),
+FAILED = outcome(
+    baseline_check(
+        change=0.25,
+        base=0.04,
+        message="J/token +25% beyond 10%",
+        statistic="median of 3",
     ),
+    notes=("n",),
 )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
-from pytest_energy.outcome import Check, Outcome
+from factories import baseline_check, make_row, outcome
+from pytest_energy.outcome import Outcome
 from pytest_energy.report import Row
 from pytest_energy.report.terminal import (
     NARROW_BELOW,
@@ -24,17 +24,19 @@ def row(
     outcome: Outcome | None = None,
     meter: str = "nvml",
 ) -> Row:
-    records = tuple(QuestionRecord("anatomy", "A", "A", 100, 5) for _ in range(4))
-    result = EvalResult(
-        model="smollm2-135m",
-        strategy="cot",
+    return make_row(
+        10.0,
+        outcome=outcome,
+        questions=4,
+        correct=4,
+        input_tokens=100,
+        output_tokens=5,
+        prefill_share=0.3,
         meter=meter,
         estimated=estimated,
-        records=records,
-        repeats=(RepeatSample(10.0, 3.0, 7.0, 1.0),),
+        fingerprint={},
         test_id=test_id,
     )
-    return result, outcome or Outcome()
 
 
 def test_plain_output_has_no_escape_sequences() -> None:
@@ -46,21 +48,7 @@ def test_plain_output_has_no_escape_sequences() -> None:
 
 
 def test_colour_output_marks_a_failure_red() -> None:
-    failing = Outcome(
-        status="fail",
-        baseline="compared",
-        checks=(
-            Check(
-                kind="baseline",
-                metric="j_per_token",
-                value=1.3,
-                limit=1.0,
-                passed=False,
-                message="m",
-                change=0.3,
-            ),
-        ),
-    )
+    failing = outcome(baseline_check(change=0.3))
     text = render_terminal([row(outcome=failing)], width=160, color=True)
     assert "\x1b[1;31mFAIL" in text
     assert "regression: tests/test_a.py::test_a: J/token +30.0%" in text

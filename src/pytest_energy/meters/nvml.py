@@ -16,7 +16,6 @@ with MIG enabled the counter belongs to the physical GPU and is refused.
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
 import time
@@ -25,6 +24,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pytest_energy.errors import MeasurementError, MeterError
+from pytest_energy.meters.nvml_library import (
+    OTHER_METERS,
+    NvmlDriverError,
+    NvmlError,
+    NvmlMigError,
+    NvmlNotSupportedError,
+    load_pynvml,
+    translate_error,
+    visible_devices,
+)
 from pytest_energy.meters.sampling import (
     DEFAULT_PROBE_TIMEOUT_S,
     PeriodicSampler,
@@ -39,37 +48,11 @@ DEFAULT_POLL_INTERVAL_S = 0.02
 # The largest boards (B200-class) are rated near 1 kW; twice that is a broken
 # reading, not a measurement.
 MAX_PLAUSIBLE_W_PER_GPU = 2000.0
-INSTALL_HINT = "pip install 'pytest-energy[nvml]'"
-_OTHER_METERS = "or use --energy-meter rapl or cpu-estimate"
 _SOURCE_LABELS: dict[EnergySource, str] = {
     "counter": "counter",
     "power_instant": "polled power_instant",
     "power_usage": "polled power_usage (1 s average)",
 }
-
-
-class NvmlError(MeterError):
-    """NVML cannot measure; the message names the GPU and the fix."""
-
-
-class NvmlNotInstalledError(NvmlError):
-    """``nvidia-ml-py`` is not installed."""
-
-
-class NvmlDriverError(NvmlError):
-    """No NVIDIA driver, library or visible GPU."""
-
-
-class NvmlPermissionError(NvmlError):
-    """The driver refuses this user."""
-
-
-class NvmlNotSupportedError(NvmlError):
-    """The GPU or driver lacks what the meter needs."""
-
-
-class NvmlMigError(NvmlError):
-    """MIG is enabled: NVML energy covers the whole physical GPU, not this instance."""
 
 
 @dataclass(frozen=True)
@@ -81,72 +64,6 @@ class GpuProcess:
     used_memory_bytes: int | None
 
 
-def load_pynvml() -> Any:
-    """Import ``pynvml`` (only here, at meter creation)."""
-    try:
-        return importlib.import_module("pynvml")
-    except ImportError:
-        raise NvmlNotInstalledError(
-            f"the nvml meter needs nvidia-ml-py: {INSTALL_HINT}, {_OTHER_METERS}"
-        ) from None
-
-
-def translate_error(nvml: Any, exc: BaseException, doing: str) -> NvmlError:
-    """The typed, one-line error for an ``NVMLError`` raised while ``doing``."""
-    code = getattr(exc, "value", None)
-    if code == nvml.NVML_ERROR_LIBRARY_NOT_FOUND:
-        return NvmlDriverError(
-            f"NVML library libnvidia-ml.so.1 not found while {doing}: no NVIDIA driver is "
-            f"installed; install it, {_OTHER_METERS}"
-        )
-    if code == nvml.NVML_ERROR_DRIVER_NOT_LOADED:
-        return NvmlDriverError(
-            f"NVIDIA driver not loaded while {doing} (no GPU, or the kernel module is "
-            f"missing); check that nvidia-smi works, {_OTHER_METERS}"
-        )
-    if code == nvml.NVML_ERROR_NO_PERMISSION:
-        return NvmlPermissionError(
-            f"NVML denied permission while {doing}; run as a user that can open /dev/nvidia* "
-            f"(e.g. in the video group) or as root, {_OTHER_METERS}"
-        )
-    if code == nvml.NVML_ERROR_NOT_SUPPORTED:
-        return NvmlNotSupportedError(
-            f"{doing} is not supported by this GPU or driver; update the driver or use "
-            "--energy-meter curve"
-        )
-    return NvmlError(f"NVML failed while {doing} ({exc}); check nvidia-smi, {_OTHER_METERS}")
-
-
-def visible_devices(spec: str | None, uuids: Sequence[str]) -> list[int]:
-    """NVML indices of the GPUs CUDA sees, in CUDA order, given ``CUDA_VISIBLE_DEVICES``.
-
-    Integer entries are taken as NVML indices, which match CUDA's numbering when
-    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (UUIDs are unambiguous either way); ``GPU-``
-    entries are UUIDs or unique UUID prefixes. Like CUDA, the list ends at the
-    first entry that names no GPU. ``MIG-`` entries raise :class:`NvmlMigError`.
-    """
-    if spec is None:
-        return list(range(len(uuids)))
-    found: list[int] = []
-    for raw in spec.split(","):
-        token = raw.strip()
-        if token.startswith("MIG-"):
-            raise NvmlMigError(
-                f"CUDA_VISIBLE_DEVICES selects MIG instance {token}: NVML energy is counted per "
-                "physical GPU and cannot be attributed to one instance; use --energy-meter curve"
-            )
-        index: int | None = None
-        if token.isdigit() and int(token) < len(uuids):
-            index = int(token)
-        elif token.startswith("GPU-"):
-            matches = [i for i, uuid in enumerate(uuids) if uuid.startswith(token)]
-            index = matches[0] if len(matches) == 1 else None
-        if index is None or index in found:
-            break
-        found.append(index)
-    return found
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -156,7 +73,7 @@ class NvmlMeter:
 
     ``devices`` are CUDA ordinals (as in ``cuda:N``), mapped through
     ``CUDA_VISIBLE_DEVICES``; default: every visible GPU. ``nvml`` is the
-    ``pynvml`` module or a :class:`~pytest_energy.fake_nvml.FakeNvml`. ``source``
+    ``pynvml`` module or a :class:`~pytest_energy.testing.FakeNvml`. ``source``
     ``"polled"`` forces power polling even where the counter exists (for
     cross-checks). ``update_period_s`` skips the probe. ``background=False``
     leaves power sampling to explicit :meth:`sample_power` calls. Call
@@ -238,7 +155,7 @@ class NvmlMeter:
                 if spec is None
                 else f"CUDA_VISIBLE_DEVICES={spec!r} hides every GPU"
             )
-            raise NvmlDriverError(f"{where}; check nvidia-smi, {_OTHER_METERS}")
+            raise NvmlDriverError(f"{where}; check nvidia-smi, {OTHER_METERS}")
         chosen = visible
         if devices is not None and not devices:
             raise NvmlError("no GPU selected; pass CUDA ordinals, or None for every visible GPU")

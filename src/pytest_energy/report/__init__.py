@@ -163,8 +163,3 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 def strategy_label(result: EvalResult) -> str:
     """``model / strategy``: the point a Pareto picture shows."""
     return f"{result.model} / {result.strategy}"
-
-
-def fingerprint_differences(a: Mapping[str, str], b: Mapping[str, str]) -> list[str]:
-    """Sorted keys whose values differ between two fingerprints (present in either)."""
-    return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))

@@ -14,11 +14,11 @@ break the table, start a link or an image, inject HTML, or mention a user.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Sequence
 from urllib.parse import quote
 
 from pytest_energy import __version__
+from pytest_energy.fingerprint import differing_fields
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Outcome
 from pytest_energy.report import (
@@ -27,7 +27,6 @@ from pytest_energy.report import (
     baseline_state_text,
     describe_check,
     device_label,
-    fingerprint_differences,
     format_accuracy,
     format_change,
     format_j,
@@ -35,6 +34,7 @@ from pytest_energy.report import (
     pareto_front,
     sorted_rows,
 )
+from pytest_energy.report.escape import escape_md
 
 MARKER = "<!-- pytest-energy-report -->"
 GITHUB_COMMENT_LIMIT = 65000
@@ -44,55 +44,6 @@ _ICONS = {
     "fail": "\N{CROSS MARK}",
     "accepted": "\N{WARNING SIGN}\N{VARIATION SELECTOR-16}",
 }
-_BACKSLASHED = set("\\`*_[]~")
-_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;"}
-_BIDI = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F)}
-_WORD_JOINER = "\N{WORD JOINER}"
-
-
-def escape_md(text: str) -> str:
-    """``text`` as inert inline markdown, safe inside a table cell.
-
-    Control characters and line breaks become spaces (a newline would end the
-    table row); ``& < > |`` become HTML entities (no tags, no cell breaks);
-    ``\\ ` * _ [ ] ~`` are backslash-escaped (no emphasis, code, links or
-    images); bidirectional overrides are dropped.
-
-    GitHub also links plain text, so an invisible word joiner breaks what it
-    would turn live: after ``@`` (``@someone`` would notify them; ``user@sha``
-    links a commit), after ``#`` (``#1``, ``org/repo#2`` would add an event to
-    that issue's timeline), after ``GH-`` before a number, inside ``://``
-    (bare URLs become links) and between ``www`` and its dot. A bare commit
-    SHA is left as it is: it only links a commit of this repository, and
-    breaking it would mean splitting every long hexadecimal word.
-    """
-    # Dropped first, so an override between "GH-" and "12" cannot hide the pair.
-    text = "".join(ch for ch in text if ch not in _BIDI)
-    out = []
-    for i, ch in enumerate(text):
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            out.append(" ")
-        elif ch in _ENTITIES:
-            out.append(_ENTITIES[ch])
-        elif ch in _BACKSLASHED:
-            out.append("\\" + ch)
-        elif ch in "@#" or _starts_autolink(text, i):
-            out.append(ch + _WORD_JOINER)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _starts_autolink(text: str, i: int) -> bool:
-    """Whether the character at ``i`` ends ``GH-`` (before a digit), is the ``:``
-    of ``://`` or the last ``w`` of ``www.``: GitHub would link what follows. (A
-    joiner after the dot of ``www.`` is not enough: GFM takes it into the domain.)"""
-    ch = text[i]
-    if ch == "-":
-        return text[max(i - 2, 0) : i].lower() == "gh" and text[i + 1 : i + 2].isdigit()
-    if ch == ":":
-        return text[i + 1 : i + 3] == "//"
-    return ch in "wW" and text[max(i - 2, 0) : i + 2].lower() == "www."
 
 
 def _energy(result: EvalResult, value: float | None) -> str:
@@ -139,7 +90,7 @@ def _change_from_base(result: EvalResult, base: EvalResult | None) -> str:
             parts.append(f"{label} {format_change(head / before - 1)}")
     points = (result.accuracy - base.accuracy) * 100
     parts.append(f"accuracy {points:+.1f} pt")
-    if fingerprint_differences(result.fingerprint, base.fingerprint):
+    if differing_fields(base.fingerprint, result.fingerprint):
         parts.append("fingerprint differs \N{DOUBLE DAGGER}")
     return "<br>".join(parts)
 
@@ -253,7 +204,7 @@ def _footnotes(rows: Sequence[Row], base: dict[str, EvalResult] | None) -> list[
             )
         before = base.get(result.test_id) if base else None
         if before is not None and (
-            keys := fingerprint_differences(result.fingerprint, before.fingerprint)
+            keys := differing_fields(before.fingerprint, result.fingerprint)
         ):
             notes.append(
                 f"\N{DOUBLE DAGGER} {escape_md(result.test_id)}: fingerprint differs "

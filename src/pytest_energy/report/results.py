@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 from pytest_energy import __version__
 from pytest_energy.errors import EnergyError
-from pytest_energy.files import dump_json, write_text_atomic
+from pytest_energy.files import dump_json, read_text, write_text_atomic
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Outcome
 from pytest_energy.report import Row, sorted_rows
@@ -112,14 +112,13 @@ def read_results(path: Path) -> list[Row]:
 def load_document(path: Path) -> ResultsDocument:
     """Read and validate a results file written by :func:`write_results`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsError(
-            f"results file {path} does not exist; run pytest with --energy-json {path}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"results file {path} cannot be read: {exc}") from None
+    text = read_text(
+        path,
+        ResultsError,
+        what="results file",
+        fix="check its permissions",
+        if_missing=f"run pytest with --energy-json {path}",
+    )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

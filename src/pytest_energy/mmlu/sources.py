@@ -21,160 +21,20 @@ because its last cell is an answer letter.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import random
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from pytest_energy.errors import DataError
+from pytest_energy.files import read_text
 from pytest_energy.metrics import LETTERS
+from pytest_energy.mmlu.questions import Question
+from pytest_energy.mmlu.sampling import MMLU
 
-Category = Literal["stem", "humanities", "social_sciences", "other"]
-
-# The grouping of Hendrycks et al. (2021), as in their categories.py.
-_GROUPS: dict[Category, str] = {
-    "stem": """abstract_algebra astronomy college_biology college_chemistry
-        college_computer_science college_mathematics college_physics computer_security
-        conceptual_physics electrical_engineering elementary_mathematics high_school_biology
-        high_school_chemistry high_school_computer_science high_school_mathematics
-        high_school_physics high_school_statistics machine_learning""",
-    "humanities": """formal_logic high_school_european_history high_school_us_history
-        high_school_world_history international_law jurisprudence logical_fallacies
-        moral_disputes moral_scenarios philosophy prehistory professional_law world_religions""",
-    "social_sciences": """econometrics high_school_geography
-        high_school_government_and_politics high_school_macroeconomics
-        high_school_microeconomics high_school_psychology human_sexuality
-        professional_psychology public_relations security_studies sociology
-        us_foreign_policy""",
-    "other": """anatomy business_ethics clinical_knowledge college_medicine global_facts
-        human_aging management marketing medical_genetics miscellaneous nutrition
-        professional_accounting professional_medicine virology""",
-}
-
-CATEGORIES: Mapping[str, Category] = MappingProxyType(
-    {subject: category for category, names in _GROUPS.items() for subject in names.split()}
-)
-"""Every one of the 57 MMLU subjects mapped to its category."""
-
-_CATEGORY_NAMES: tuple[Category, ...] = tuple(_GROUPS)
 _RECORD_FIELDS = ("question", "subject", "choices", "answer")
 _LOCAL_HINT = "point --energy-mmlu at a local folder of *_test.csv files"
-
-
-@dataclass(frozen=True)
-class Question:
-    """One multiple-choice question; ``source`` is ``FILE:LINE`` (or record number)."""
-
-    subject: str
-    question: str
-    choices: tuple[str, str, str, str]
-    answer: str
-    source: str
-
-    @property
-    def category(self) -> Category | None:
-        """The MMLU category of the subject, or None for a subject outside MMLU."""
-        return CATEGORIES.get(self.subject)
-
-
-@dataclass(frozen=True)
-class MMLU:
-    """A loaded question set (the ``mmlu`` fixture), with seeded, stratified sampling."""
-
-    questions: tuple[Question, ...]
-    source: str
-
-    @property
-    def subjects(self) -> tuple[str, ...]:
-        """The subjects present, sorted."""
-        return tuple(sorted({q.subject for q in self.questions}))
-
-    def __len__(self) -> int:
-        return len(self.questions)
-
-    def sample(
-        self,
-        n: int | None = None,
-        subjects: str | Sequence[str] | None = None,
-        seed: int = 0,
-    ) -> tuple[Question, ...]:
-        """Pick ``n`` questions (None: all) from ``subjects``, reproducibly.
-
-        ``subjects`` is a subject, a category (``stem``, ``humanities``,
-        ``social_sciences``, ``other``), or a list mixing both; None selects all.
-        Each subject gets a share of ``n`` proportional to its size (largest
-        remainder; ties broken by the seeded RNG). When ``n`` is smaller than the
-        number of subjects, ``n`` subjects drawn with the seeded RNG get one
-        question each. The result is ordered by subject, then by position in the
-        source, so equal ``(n, subjects, seed)`` give equal batches in any process.
-        """
-        groups: dict[str, list[int]] = {}
-        for index, q in enumerate(self.questions):
-            groups.setdefault(q.subject, []).append(index)
-        chosen = self._select(subjects, groups)
-        total = sum(len(groups[s]) for s in chosen)
-        if n is None:
-            picks = {s: groups[s] for s in chosen}
-        else:
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise DataError(f"n={n!r} is not a positive number of questions; pass n >= 1")
-            if n > total:
-                raise DataError(
-                    f"n={n} exceeds the {total} questions of the selected subjects in "
-                    f"{self.source}; pass n <= {total} or select more subjects"
-                )
-            rng = random.Random(seed)
-            shares = _allocate(n, {s: len(groups[s]) for s in chosen}, rng)
-            picks = {s: rng.sample(groups[s], k) for s, k in shares.items()}
-        return tuple(self.questions[i] for s in sorted(picks) for i in sorted(picks[s]))
-
-    def _select(
-        self, subjects: str | Sequence[str] | None, groups: Mapping[str, list[int]]
-    ) -> list[str]:
-        if subjects is None:
-            return sorted(groups)
-        names = [subjects] if isinstance(subjects, str) else list(subjects)
-        if not names:
-            raise DataError("subjects=[] selects no questions; pass None for all subjects")
-        chosen: set[str] = set()
-        for name in names:
-            if name in groups:
-                chosen.add(name)
-            elif name in _CATEGORY_NAMES:
-                members = {s for s in groups if CATEGORIES.get(s) == name}
-                if not members:
-                    raise DataError(
-                        f"category {name!r} has no subjects in {self.source}; "
-                        "select another category or load a source that has them"
-                    )
-                chosen |= members
-            else:
-                known = ", ".join(sorted(groups)[:3])
-                raise DataError(
-                    f"unknown subject or category {name!r} in {self.source}; use a loaded "
-                    f"subject (e.g. {known}) or one of {', '.join(_CATEGORY_NAMES)}"
-                )
-        return sorted(chosen)
-
-
-def _allocate(n: int, sizes: Mapping[str, int], rng: random.Random) -> dict[str, int]:
-    """Split ``n`` over subjects in proportion to ``sizes`` (largest-remainder method)."""
-    names = sorted(sizes)
-    if n < len(names):
-        return dict.fromkeys(rng.sample(names, n), 1)
-    total = sum(sizes.values())
-    # Integer arithmetic keeps the quotas exact, so no float rounding decides a tie.
-    shares = {s: n * sizes[s] // total for s in names}
-    order = list(names)
-    rng.shuffle(order)
-    order.sort(key=lambda s: n * sizes[s] % total, reverse=True)  # stable: shuffled ties
-    for s in order[: n - sum(shares.values())]:
-        shares[s] += 1
-    return {s: k for s, k in shares.items() if k}
 
 
 def load_mmlu(source: str, *, rootdir: Path | None = None) -> MMLU:
@@ -244,14 +104,10 @@ def _load_folder(path: Path, shown: str, base: Path) -> list[Question]:
     return questions
 
 
-@contextmanager
-def _reading(shown: str) -> Iterator[None]:
-    try:
-        yield
-    except UnicodeDecodeError:
-        raise DataError(f"{shown} is not UTF-8 text; save it as UTF-8") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {shown} ({exc.strerror}); check its permissions") from None
+def _text(path: Path, shown: str) -> str:
+    return read_text(
+        path, DataError, what="MMLU file", shown=shown, fix="check its permissions", if_missing=""
+    )
 
 
 def _read_csv(path: Path, shown: str, subject: str | None) -> list[Question]:
@@ -260,33 +116,42 @@ def _read_csv(path: Path, shown: str, subject: str | None) -> list[Question]:
     width = 6
     line = 1  # a record may span lines: report the line where it starts
     try:
-        with _reading(shown), path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            for row in reader:
-                where = f"{shown}:{line}"
-                line = reader.line_num + 1
-                if not row:
+        reader = csv.reader(io.StringIO(_text(path, shown), newline=""))
+        for row in reader:
+            where = f"{shown}:{line}"
+            line = reader.line_num + 1
+            if not row:
+                continue
+            if not questions and header is None:
+                if {c.strip().lower() for c in row} >= {"question", "answer"}:
+                    header, width = _csv_header(row, where, subject), len(row)
                     continue
-                if not questions and header is None:
-                    if {c.strip().lower() for c in row} >= {"question", "answer"}:
-                        header, width = _csv_header(row, where, subject), len(row)
-                        continue
-                    if subject is None:
-                        raise DataError(
-                            f"{where}: no header row and the file name does not end in "
-                            "_test.csv, so the subject is unknown; add the header "
-                            "question,subject,A,B,C,D,answer or rename it SUBJECT_test.csv"
-                        )
-                if len(row) != width:
-                    layout = "question,A,B,C,D,answer" if header is None else "as in the header"
+                if subject is None:
                     raise DataError(
-                        f"{where}: expected {width} columns ({layout}), found {len(row)}; "
-                        "quote cells that contain commas or newlines"
+                        f"{where}: no header row and the file name does not end in "
+                        "_test.csv, so the subject is unknown; add the header "
+                        "question,subject,A,B,C,D,answer or rename it SUBJECT_test.csv"
                     )
-                questions.append(_csv_row(row, where, header, subject))
+            if len(row) != width:
+                raise DataError(_width_problem(where, row, width, header is None))
+            questions.append(_csv_row(row, where, header, subject))
     except csv.Error as exc:
         raise DataError(f"{shown}:{line}: malformed CSV ({exc}); check the quoting") from None
     return questions
+
+
+def _width_problem(where: str, row: list[str], width: int, hendrycks: bool) -> str:
+    layout = "question,A,B,C,D,answer" if hendrycks else "as in the header"
+    if len(row) < width:
+        lacking = "a choice or the answer letter" if hendrycks else "a cell"
+        return (
+            f"{where}: {len(row)} of {width} cells ({layout}): {lacking} is missing; "
+            "add it, or quote cells that contain commas or newlines"
+        )
+    return (
+        f"{where}: {len(row)} cells, expected {width} ({layout}); "
+        "quote cells that contain commas or newlines"
+    )
 
 
 def _csv_header(row: list[str], where: str, subject: str | None) -> dict[str, int]:
@@ -314,18 +179,17 @@ def _csv_row(
 
 def _read_jsonl(path: Path, shown: str) -> list[Question]:
     questions: list[Question] = []
-    with _reading(shown), path.open(encoding="utf-8-sig") as handle:
-        for number, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            where = f"{shown}:{number}"
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{where}: invalid JSON ({exc.msg}); write one JSON object per line"
-                ) from None
-            questions.append(_from_record(record, where))
+    for number, text in enumerate(_text(path, shown).split("\n"), 1):
+        if not text.strip():
+            continue
+        where = f"{shown}:{number}"
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{where}: invalid JSON ({exc.msg}); write one JSON object per line"
+            ) from None
+        questions.append(_from_record(record, where))
     return questions
 
 

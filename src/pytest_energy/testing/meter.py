@@ -1,4 +1,4 @@
-"""Fakes that ship with the package, for unit tests of logic (never for results)."""
+"""A meter for tests: a cumulative counter advanced by hand."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ call by function name.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,50 +46,20 @@ class FakeNVMLError(Exception):
         super().__init__(f"NVML error {self.value}")
 
 
-class NVMLError_Uninitialized(FakeNVMLError):
-    value = 1
-
-
-class NVMLError_NotSupported(FakeNVMLError):
-    value = 3
-
-
-class NVMLError_NoPermission(FakeNVMLError):
-    value = 4
-
-
-class NVMLError_NotFound(FakeNVMLError):
-    value = 6
-
-
-class NVMLError_DriverNotLoaded(FakeNVMLError):
-    value = 9
-
-
-class NVMLError_LibraryNotFound(FakeNVMLError):
-    value = 12
-
-
-class NVMLError_FunctionNotFound(FakeNVMLError):
-    value = 13
-
-
-class NVMLError_GpuIsLost(FakeNVMLError):
-    value = 15
-
-
+# pynvml's error classes by return code, as ``NVMLError_<Name>`` subclasses.
+_ERROR_CODES = {
+    "Uninitialized": 1,
+    "NotSupported": 3,
+    "NoPermission": 4,
+    "NotFound": 6,
+    "DriverNotLoaded": 9,
+    "LibraryNotFound": 12,
+    "FunctionNotFound": 13,
+    "GpuIsLost": 15,
+}
 _ERRORS: dict[int, type[FakeNVMLError]] = {
-    cls.value: cls
-    for cls in (
-        NVMLError_Uninitialized,
-        NVMLError_NotSupported,
-        NVMLError_NoPermission,
-        NVMLError_NotFound,
-        NVMLError_DriverNotLoaded,
-        NVMLError_LibraryNotFound,
-        NVMLError_FunctionNotFound,
-        NVMLError_GpuIsLost,
-    )
+    code: type(f"NVMLError_{name}", (FakeNVMLError,), {"value": code})
+    for name, code in _ERROR_CODES.items()
 }
 
 
@@ -163,14 +134,6 @@ class FakeNvml:
     """The subset of the ``pynvml`` module that the ``nvml`` meter calls."""
 
     NVML_SUCCESS: ClassVar[int] = 0
-    NVML_ERROR_UNINITIALIZED: ClassVar[int] = 1
-    NVML_ERROR_NOT_SUPPORTED: ClassVar[int] = 3
-    NVML_ERROR_NO_PERMISSION: ClassVar[int] = 4
-    NVML_ERROR_NOT_FOUND: ClassVar[int] = 6
-    NVML_ERROR_DRIVER_NOT_LOADED: ClassVar[int] = 9
-    NVML_ERROR_LIBRARY_NOT_FOUND: ClassVar[int] = 12
-    NVML_ERROR_FUNCTION_NOT_FOUND: ClassVar[int] = 13
-    NVML_ERROR_GPU_IS_LOST: ClassVar[int] = 15
     NVML_FI_DEV_POWER_INSTANT: ClassVar[int] = 186
     NVML_CLOCK_SM: ClassVar[int] = 1
     NVML_CLOCK_MEM: ClassVar[int] = 2
@@ -181,14 +144,6 @@ class FakeNvml:
     NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: ClassVar[int] = 3
 
     NVMLError = FakeNVMLError
-    NVMLError_Uninitialized = NVMLError_Uninitialized
-    NVMLError_NotSupported = NVMLError_NotSupported
-    NVMLError_NoPermission = NVMLError_NoPermission
-    NVMLError_NotFound = NVMLError_NotFound
-    NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
-    NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
-    NVMLError_FunctionNotFound = NVMLError_FunctionNotFound
-    NVMLError_GpuIsLost = NVMLError_GpuIsLost
 
     def __init__(
         self,
@@ -215,7 +170,7 @@ class FakeNvml:
     def _enter(self, function: str, gpu: FakeGpu | None = None) -> None:
         self.calls[function] += 1
         if not self.initialized:
-            raise nvml_error(self.NVML_ERROR_UNINITIALIZED)
+            raise nvml_error(_ERROR_CODES["Uninitialized"])
         if gpu is not None and function in gpu.errors:
             raise nvml_error(gpu.errors[function])
 
@@ -262,7 +217,7 @@ class FakeNvml:
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGpu) -> int:
         self._enter("nvmlDeviceGetTotalEnergyConsumption", handle)
         if not handle.energy_counter_supported:
-            raise nvml_error(self.NVML_ERROR_NOT_SUPPORTED)
+            raise nvml_error(_ERROR_CODES["NotSupported"])
         period = handle.counter_period_s
         if period is None:
             return handle.energy_mj
@@ -282,7 +237,7 @@ class FakeNvml:
                 )
             else:
                 values.append(
-                    FakeFieldValue(field_id, self.NVML_ERROR_NOT_SUPPORTED, 0, FakeValue())
+                    FakeFieldValue(field_id, _ERROR_CODES["NotSupported"], 0, FakeValue())
                 )
         return values
 
@@ -311,10 +266,16 @@ class FakeNvml:
     def nvmlDeviceGetMigMode(self, handle: FakeGpu) -> list[int]:
         self._enter("nvmlDeviceGetMigMode", handle)
         if handle.mig is None:
-            raise nvml_error(self.NVML_ERROR_NOT_SUPPORTED)
+            raise nvml_error(_ERROR_CODES["NotSupported"])
         mode = self.NVML_DEVICE_MIG_ENABLE if handle.mig else 0
         return [mode, mode]
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[FakeProcess]:
         self._enter("nvmlDeviceGetComputeRunningProcesses", handle)
         return [FakeProcess(pid, 1 << 30) for pid in handle.processes]
+
+
+# NVML_ERROR_<NAME> codes and NVMLError_<Name> classes, as the pynvml module has them.
+for _name, _code in _ERROR_CODES.items():
+    setattr(FakeNvml, "NVML_ERROR_" + re.sub(r"(?<!^)(?=[A-Z])", "_", _name).upper(), _code)
+    setattr(FakeNvml, f"NVMLError_{_name}", _ERRORS[_code])

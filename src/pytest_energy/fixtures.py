@@ -1,0 +1,131 @@
+"""The fixtures ``energy_eval``, ``mmlu``, ``energy_meter`` and ``energy_curve``.
+
+Each reaches the run's :class:`~pytest_energy.session.EnergySession` through
+the config stash; without ``--energy-budget`` there is none and the test is
+skipped. A known problem (bad data, model or meter) fails the test with its
+one-line message, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+
+from pytest_energy.errors import EnergyError
+from pytest_energy.stash import rows_key, session_key
+
+if TYPE_CHECKING:
+    from pytest_energy.curves import Curve
+    from pytest_energy.meters.base import EnergyMeter
+    from pytest_energy.metrics import EvalResult
+    from pytest_energy.mmlu import MMLU
+    from pytest_energy.session import EnergySession
+
+T = TypeVar("T")
+SKIP_REASON = "run with --energy-budget"
+ENERGY_FIXTURES = frozenset({"energy_eval", "mmlu", "energy_meter", "energy_curve"})
+
+
+def _energy_session(config: pytest.Config) -> EnergySession:
+    session = config.stash.get(session_key, None)
+    if session is None:
+        pytest.skip(SKIP_REASON)
+    return session
+
+
+@pytest.fixture(scope="session")
+def energy_meter(request: pytest.FixtureRequest) -> EnergyMeter:
+    """The session's meter: ``with energy_meter.window() as w: ...`` then ``w.energy_j``."""
+    return _guarded(lambda: _energy_session(request.config).meter)
+
+
+@pytest.fixture(scope="session")
+def mmlu(request: pytest.FixtureRequest) -> MMLU:
+    """The MMLU questions of ``--energy-mmlu``; ``mmlu.sample(n, subjects, seed)`` samples them."""
+    return _guarded(lambda: _energy_session(request.config).mmlu)
+
+
+@pytest.fixture(scope="session")
+def energy_curve(request: pytest.FixtureRequest) -> Callable[[str], Curve]:
+    """``energy_curve(model)``: the model's operating curve E(n_in, n_out), from the
+    ``energy_curve`` file or calibrated once per session with the session's meter."""
+    session = _energy_session(request.config)
+    return lambda model: _guarded(lambda: session.curve(session.engine(model)))
+
+
+class EnergyEval:
+    """The ``energy_eval`` fixture: ``energy_eval(model, strategy, *, n, subjects, seed, **gen)``.
+
+    Runs the evaluation, checks the budgets of the ``energy`` marker and the
+    budgets file, compares with the baseline, records the result for the
+    reports and returns the :class:`~pytest_energy.metrics.EvalResult`. A
+    breach or a regression fails the test with one line saying what exceeded what.
+    """
+
+    def __init__(self, session: EnergySession, item: pytest.Item) -> None:
+        self._session = session
+        self._item = item
+        self._calls = 0
+
+    def __call__(
+        self,
+        model: str,
+        strategy: str = "direct",
+        *,
+        n: int | None = 32,
+        subjects: str | Sequence[str] | None = None,
+        seed: int = 0,
+        **generation: Any,
+    ) -> EvalResult:
+        __tracebackhide__ = True
+        self._calls += 1
+        test_id = self._item.nodeid + ("" if self._calls == 1 else f"#{self._calls}")
+        marker = self._item.get_closest_marker("energy")
+        session = self._session
+
+        def run() -> tuple[EvalResult, Any]:
+            if marker is not None:
+                from pytest_energy.budgets import marker_budgets
+
+                # A misspelt budget fails before minutes of evaluation, not after.
+                marker_budgets(test_id, marker.kwargs)
+            result = session.evaluate(
+                model,
+                strategy,
+                n=n,
+                subjects=subjects,
+                seed=seed,
+                generation=generation,
+                test_id=test_id,
+            )
+            return result, session.judge(result, marker.kwargs if marker else None)
+
+        result, outcome = _guarded(run)
+        self._item.stash.setdefault(rows_key, []).append(
+            {"result": result.to_dict(), "outcome": outcome.to_dict()}
+        )
+        from pytest_energy.report.results import junit_properties
+
+        self._item.user_properties.extend(junit_properties(result, outcome))
+        message = session.failure(outcome)
+        if message is not None:
+            pytest.fail(message, pytrace=False)
+        return result
+
+
+@pytest.fixture
+def energy_eval(request: pytest.FixtureRequest) -> EnergyEval:
+    """Evaluate a model with a test-time strategy on MMLU, measured and checked."""
+    return EnergyEval(_energy_session(request.config), request.node)
+
+
+def _guarded(fn: Callable[[], T]) -> T:
+    """Run ``fn``; a known problem (bad data, model, meter) fails the test with its one line."""
+    __tracebackhide__ = True
+    try:
+        return fn()
+    except EnergyError as exc:
+        problem = str(exc)
+    pytest.fail(problem, pytrace=False)

@@ -1,0 +1,21 @@
+"""Fakes for testing code that uses pytest-energy, without hardware or a model.
+
+Each fake stands in for one side effect behind a small protocol, so a test
+drives it by hand and checks the logic around it:
+
+- :class:`FakeMeter`: a meter whose cumulative counter a test advances
+  (``meter.advance(2.5)``); give it to ``EnergyMeter`` or return it from the
+  ``pytest_energy_make_meter`` hook.
+- :class:`FakeNvml` with :class:`FakeGpu` and :class:`FakeClock`: the subset of
+  ``pynvml`` the ``nvml`` meter calls, with counters, power, errors and processes.
+
+They are for unit tests of logic. A result measured with a fake is not a
+measurement: the end-to-end path always runs a real model with a real meter.
+"""
+
+from __future__ import annotations
+
+from pytest_energy.testing.meter import FakeMeter
+from pytest_energy.testing.nvml import FakeClock, FakeGpu, FakeNvml
+
+__all__ = ["FakeClock", "FakeGpu", "FakeMeter", "FakeNvml"]
