@@ -4,16 +4,22 @@
 
 Reports the energy counter's update period, the agreement between the counter
 and integrated instantaneous power over busy windows (bf16 matmuls with torch),
-idle power, other processes on the GPU, and then :func:`model_section` (the
-SmolLM2 joules-per-token part). Needs torch with CUDA and nvidia-ml-py.
+idle power, other processes on the GPU, :func:`model_section` (the SmolLM2
+joules-per-token part), and then runs the ``tests/gpu`` folder
+(:func:`tests_section`, with skips turned into failures). Needs torch with CUDA
+and nvidia-ml-py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -144,6 +150,34 @@ def model_section(result: dict[str, Any], args: argparse.Namespace) -> None:
     result["model"] = {"model": "smollm2-135m", "rows": rows}
 
 
+def tests_section(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """Run ``tests/gpu`` in a child pytest, a GPU required, and record its counts."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTEST_ENERGY_REQUIRE_GPU": "1", "PYTEST_ENERGY_TEST_MMLU": args.mmlu}
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "gpu-tests.xml"
+        started = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "tests/gpu", "-q", f"--junitxml={junit}"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        suite = ElementTree.parse(junit).getroot().find("testsuite") if junit.exists() else None
+    counts = {} if suite is None else {k: int(suite.get(k, 0)) for k in _JUNIT_COUNTS}
+    result["gpu_tests"] = {
+        "exit_code": run.returncode,
+        **counts,
+        "wall_s": round(time.monotonic() - started, 1),
+        "output_tail": run.stdout[-2000:] + run.stderr[-1000:],
+    }
+
+
+_JUNIT_COUNTS = ("tests", "failures", "errors", "skipped")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", type=int, default=0, help="CUDA ordinal (default 0)")
@@ -157,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--mmlu", default="../shared/mmlu", help="MMLU folder (Hendrycks CSVs)")
     parser.add_argument("--questions", type=int, default=32, help="MMLU questions per run")
+    parser.add_argument("--no-tests", action="store_true", help="skip running tests/gpu")
     args = parser.parse_args(argv)
     started_s = time.monotonic()
     result, counter = meter_section(args)
@@ -164,10 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         model_section(result, args)
     finally:
         counter.close()
+    if not args.no_tests:
+        tests_section(result, args)
     result["total_s"] = round(time.monotonic() - started_s, 1)
     json.dump(result, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
-    return 0
+    return 0 if result.get("gpu_tests", {}).get("exit_code", 0) == 0 else 1
 
 
 if __name__ == "__main__":
