@@ -26,8 +26,9 @@ from typing import Any
 
 from pytest_energy import __version__
 from pytest_energy.errors import BaselineError
-from pytest_energy.files import lock_beside, read_text, write_text_atomic
+from pytest_energy.files import ignore_lock_files, lock_beside, read_text, write_text_atomic
 from pytest_energy.fingerprint import fingerprint_diff
+from pytest_energy.locking import Notify
 from pytest_energy.metrics import EvalResult
 
 SCHEMA_VERSION = 1
@@ -311,14 +312,13 @@ class BaselineStore:
         }
         return json.dumps(envelope, indent=2, sort_keys=True) + "\n"
 
-    def write(self, path: Path) -> BaselineStore:
-        """Merge the dirty entries into the file as it is now, atomically; returns the result.
-
-        The file is re-read under a lock right before writing, so sessions that
-        record different tests keep each other's entries.
-        """
+    def write(self, path: Path, notify: Notify | None = None) -> BaselineStore:
+        """Merge the dirty entries into the file as it is now (re-read under its lock, so
+        sessions recording different tests keep each other's), atomically; returns it."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_beside(path, BaselineError):
+        if path.parent.name == ".energy":  # the default folder: ignore the lock file in git
+            ignore_lock_files(path.parent)
+        with lock_beside(path, BaselineError, notify):
             current = BaselineStore.load(path) if path.exists() else self
             if not self.dirty and not self.removed and path.exists():
                 return current

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from pytest_energy.errors import EnergyError
+from pytest_energy.locking import Notify, file_lock
 
-LOCK_TIMEOUT_S = 90.0
-STALE_LOCK_S = 60.0  # a write takes milliseconds; an older lock is left over
+LOCK_TIMEOUT_S = 90.0  # a write takes milliseconds: a longer hold is a hung session
 
 
 def dump_json(document: Any) -> str:
@@ -77,11 +77,17 @@ def read_text(
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` through a temporary file in the same folder, flushed to disk,
-    then ``os.replace``: readers see the old file or the new one, never half of one."""
+    then ``os.replace``: readers see the old file or the new one, never half of one.
+
+    The file keeps the mode it had; a new one gets the umask's, as ``open`` would
+    (not ``mkstemp``'s 0600, which would hide a shared report from other accounts).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _mode_for(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()
@@ -92,35 +98,77 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-@contextmanager
-def lock_beside(path: Path, error: type[EnergyError]) -> Iterator[None]:
-    """Hold a lock file beside ``path`` (portable O_EXCL create), removed on exit.
+class Output(NamedTuple):
+    """A file the session writes: what it is, where, and the option that moves it."""
 
-    Two sessions updating one committed file take turns; a lock older than
-    ``STALE_LOCK_S`` was left by a killed session and is taken over. Waiting
-    longer than ``LOCK_TIMEOUT_S`` raises ``error`` naming the lock file.
+    what: str
+    path: Path
+    option: str
+
+    def problem(self, why: str) -> str:
+        return f"cannot write the {self.what} {self.path} ({why}); {self.fix}"
+
+    @property
+    def fix(self) -> str:
+        return f"make its folder writable, or give another path with {self.option}"
+
+
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` could not be written (created or replaced) now, or None.
+
+    Tries it: a probe file is created and removed in the nearest existing
+    folder, which catches read-only mounts and ACLs that ``os.access`` misses.
     """
-    lock = path.with_name(path.name + ".lock")
-    deadline = time.monotonic() + LOCK_TIMEOUT_S
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
-                    lock.unlink(missing_ok=True)
-                    continue
-            except FileNotFoundError:
-                continue
-            if time.monotonic() > deadline:
-                raise error(
-                    f"{lock}: another session has held the lock for over "
-                    f"{LOCK_TIMEOUT_S:.0f} s; if no pytest run is writing, delete the lock file"
-                ) from None
-            time.sleep(0.02)
+    if path.is_dir():
+        return "it is a folder"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
     try:
-        os.close(fd)
+        fd, probe = tempfile.mkstemp(prefix=".pytest-energy-probe-", dir=folder)
+    except OSError as exc:
+        return f"cannot create files in {folder}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+@contextmanager
+def lock_beside(
+    path: Path, error: type[EnergyError], notify: Notify | None = None
+) -> Iterator[None]:
+    """Hold the lock of ``path`` (an ``flock`` on ``PATH.lock`` beside it) for the block.
+
+    Two sessions updating one committed file take turns; the kernel drops the
+    lock of a killed session at once. Once held, the temporary files a killed
+    writer of ``path`` left behind are removed.
+    """
+    with file_lock(
+        path.with_name(path.name + ".lock"),
+        what=str(path),
+        error=error,
+        fix="if no pytest run is writing it, look for a hung one (the lock dies with it)",
+        timeout_s=LOCK_TIMEOUT_S,
+        notify=notify,
+    ):
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
         yield
-    finally:
-        lock.unlink(missing_ok=True)
+
+
+def ignore_lock_files(folder: Path) -> None:
+    """Give ``folder`` a ``.gitignore`` for lock and temporary files, unless it has one."""
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        write_text_atomic(ignore, "# pytest-energy: locks and half-written files\n*.lock\n*.tmp\n")

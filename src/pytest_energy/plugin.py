@@ -100,6 +100,7 @@ class _SessionHooks:
         self.session = session
         self.config = config
         self.deselected = False
+        self.wrote_all = True
 
     def pytest_deselected(self) -> None:
         self.deselected = True
@@ -125,4 +126,11 @@ class _SessionHooks:
         if self.session.writes_files:
             from pytest_energy.session_end import finish_session
 
-            finish_session(self.session, terminalreporter)
+            self.wrote_all = finish_session(self.session, terminalreporter)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        # Outermost: the terminal summary (and so the file writes) ran inside.
+        yield
+        if not self.wrote_all and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

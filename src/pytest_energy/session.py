@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -19,20 +18,17 @@ import pytest
 
 from pytest_energy.baseline import BaselineChanges, BaselineStore, entry_from_result
 from pytest_energy.budgets import BudgetsFile
-from pytest_energy.errors import EnergyError
+from pytest_energy.errors import ConfigError, EnergyError
+from pytest_energy.files import unwritable
 from pytest_energy.gate import failure_message, judge
-from pytest_energy.locking import device_lock
+from pytest_energy.locking import Notify, device_lock, shared_device_warned
 from pytest_energy.meters.idle import net_energy_j
 from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
 from pytest_energy.mmlu.questions import question_set_id
+from pytest_energy.notices import to_stderr, to_terminal
 from pytest_energy.outcome import Outcome
 from pytest_energy.selection import Selection
 from pytest_energy.settings import Settings
-
-
-class SharedDeviceWarning(UserWarning):
-    """Another process used the measured device during a measurement."""
-
 
 # Repeating a run inside one window stops here: a workload still too short
 # after that many runs is too small to measure with this meter.
@@ -89,6 +85,8 @@ class EnergySession:
         self._curves: dict[str, Curve] = {}
         self._context: StrategyContext | None = None
         self._idle: IdlePower | None = None
+        # Where "waiting for cuda:0 held by pid N" goes; the plugin points it at the terminal.
+        self.notify: Notify = to_stderr
 
     @classmethod
     def start(cls, config: pytest.Config, settings: Settings) -> EnergySession:
@@ -107,6 +105,9 @@ class EnergySession:
                 writes_files=not worker,
                 custom_meter=lambda: config.hook.pytest_energy_make_meter(settings=settings),
             )
+            session.notify = to_terminal(config)
+            if session.writes_files:
+                session.check_outputs()
             if not controller:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -117,6 +118,13 @@ class EnergySession:
         except EnergyError as exc:
             raise pytest.UsageError(str(exc)) from None
         return session
+
+    def check_outputs(self) -> None:
+        """Fail before any measurement when a file the run ends with cannot be written."""
+        for output in self.settings.outputs():
+            why = unwritable(output.path)
+            if why is not None:
+                raise ConfigError(output.problem(why))
 
     def header_line(self) -> str | None:
         """The session-start line naming meter, device and baseline (once the meter exists)."""
@@ -249,7 +257,10 @@ class EnergySession:
         while True:
             ledger = Ledger()
             try:
-                with device_lock(self.device), self._exclusive_gpu():
+                lock = device_lock(
+                    self.device, timeout_s=self.settings.lock_timeout_s, notify=self.notify
+                )
+                with lock, shared_device_warned(self.meter.meter):
                     start = time.perf_counter()
                     with self.meter.window(engine.sync) as total:
                         for _ in range(runs):
@@ -287,25 +298,6 @@ class EnergySession:
 
             self._idle = IdlePower(self.meter)
         return self._idle.power_w()
-
-    @contextmanager
-    def _exclusive_gpu(self) -> Iterator[None]:
-        """Warn when other processes compute on the measured GPU during a window:
-        their energy lands in ours."""
-        others = getattr(self.meter.meter, "other_processes", None)
-        before = others() if others is not None else []
-        yield
-        after = others() if others is not None else []
-        pids = sorted({p.pid for p in [*before, *after]})
-        if pids:
-            warnings.warn(
-                SharedDeviceWarning(
-                    f"other processes ({', '.join(map(str, pids[:5]))}) used the measured GPU "
-                    "during an evaluation; its energy includes their work. Run energy tests "
-                    "on a dedicated GPU"
-                ),
-                stacklevel=2,
-            )
 
     def strategy_context(self) -> StrategyContext:
         if self._context is None:
@@ -378,7 +370,7 @@ class EnergySession:
             return BaselineSummary(None, unused, stale, partial)
         entries = {r.test_id: entry_from_result(r) for r, _ in self.rows}
         store, changes = self.baseline.without(stale).updated(entries)
-        self.baseline = store.write(self.settings.baseline_path)
+        self.baseline = store.write(self.settings.baseline_path, self.notify)
         return BaselineSummary(replace(changes, removed=stale), unused, (), partial)
 
     def close(self) -> None:

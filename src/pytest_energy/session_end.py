@@ -8,22 +8,61 @@ from pathlib import Path
 import pytest
 
 from pytest_energy.baseline import listed
-from pytest_energy.files import write_text_atomic
+from pytest_energy.errors import BaselineError
+from pytest_energy.files import Output, write_text_atomic
 from pytest_energy.report import device_label
 from pytest_energy.report.markdown import render_markdown
 from pytest_energy.report.plots import write_plots
 from pytest_energy.report.results import write_results
 from pytest_energy.report.terminal import HeaderInfo, render_terminal
-from pytest_energy.session import EnergySession
+from pytest_energy.session import BaselineSummary, EnergySession
 
 
-def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> None:
+def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> bool:
+    """Write the baseline, print the table and write the reports; False when a file
+    could not be written (each such problem is one ERROR line after the table)."""
     settings = session.settings
     rows = session.rows
     if not rows:
-        return
-    baseline = session.write_baseline()
-    first = rows[0][0]
+        return True
+    problems: list[str] = []
+    try:
+        baseline = session.write_baseline()
+    except (OSError, BaselineError) as exc:
+        problems.append(
+            _problem(Output("baseline", settings.baseline_path, "--energy-baseline"), exc)
+        )
+        baseline = BaselineSummary(None, (), (), partial=True)
+    _print_table(session, tr)
+    _print_baseline(session, baseline, tr)
+    for output in settings.outputs():
+        if output.what == "baseline":
+            continue
+        try:
+            _write(output, session, tr)
+        except OSError as exc:
+            problems.append(_problem(output, exc))
+    if settings.step_summary_path is not None:
+        summary = Output("job summary", settings.step_summary_path, "GITHUB_STEP_SUMMARY")
+        try:
+            with summary.path.open("a", encoding="utf-8") as handle:
+                handle.write(render_markdown(rows, accepted_reason=settings.accept_reason) + "\n")
+        except OSError as exc:
+            problems.append(_problem(summary, exc))
+    for problem in problems:
+        tr.write_line(f"ERROR: {problem}", red=True, bold=True)
+    return not problems
+
+
+def _problem(output: Output, exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return output.problem(exc.strerror or str(exc))
+    return str(exc)
+
+
+def _print_table(session: EnergySession, tr: pytest.TerminalReporter) -> None:
+    settings = session.settings
+    first = session.rows[0][0]
     header = HeaderInfo(
         meter=first.meter,
         device=device_label(first.fingerprint),
@@ -31,19 +70,23 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> None:
         estimated=first.estimated,
     )
     tr.write_sep("=", "energy")
-    table = render_terminal(
-        rows, width=tr.config.get_terminal_writer().fullwidth, color=tr.hasmarkup, header=header
-    )
+    width = tr.config.get_terminal_writer().fullwidth
+    table = render_terminal(session.rows, width=width, color=tr.hasmarkup, header=header)
     for line in table.rstrip("\n").splitlines():
         tr.write_line(line)
-    shown = _shown(settings.baseline_path, settings.rootdir)
+
+
+def _print_baseline(
+    session: EnergySession, baseline: BaselineSummary, tr: pytest.TerminalReporter
+) -> None:
+    settings = session.settings
     if baseline.changes is not None:
         tr.write_line(baseline.changes.describe(settings.baseline_path))
-    missing = sum(outcome.baseline == "missing" for _, outcome in rows)
-    if missing and baseline.changes is None:
+    missing = sum(outcome.baseline == "missing" for _, outcome in session.rows)
+    if missing and baseline.changes is None and not settings.update_baseline:
         tr.write_line(
             f"baseline: {missing} evaluation{'s' if missing > 1 else ''} without an entry in "
-            f"{shown}; record with "
+            f"{_shown(settings.baseline_path, settings.rootdir)}; record with "
             "pytest --energy-budget --energy-update-baseline and commit the file"
         )
     if baseline.stale:
@@ -61,24 +104,18 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> None:
             f"baseline: {_entries(baseline.unused)} not exercised by this run (kept; {why}): "
             f"{listed(baseline.unused)}"
         )
-    if settings.json_path is not None:
-        write_results(settings.json_path, rows, accepted_reason=settings.accept_reason)
-        tr.write_line(f"energy results: {_shown(settings.json_path, settings.rootdir)}")
-    summary = settings.step_summary_path
-    if settings.report_path is None and summary is None:
-        return
-    plots: list[str] = []
-    if settings.report_path is not None:
-        plots = write_plots(
-            rows, settings.report_path.parent, prefix=settings.report_path.stem + "-"
-        )
-    markdown = render_markdown(rows, accepted_reason=settings.accept_reason, plots=plots)
-    if settings.report_path is not None:
-        write_text_atomic(settings.report_path, markdown)
-        tr.write_line(f"energy report: {_shown(settings.report_path, settings.rootdir)}")
-    if summary is not None:
-        with summary.open("a", encoding="utf-8") as handle:
-            handle.write(markdown + "\n")
+
+
+def _write(output: Output, session: EnergySession, tr: pytest.TerminalReporter) -> None:
+    """Write the report or the results file; OSError is the caller's to report."""
+    rows, settings = session.rows, session.settings
+    if output.what == "results":
+        write_results(output.path, rows, accepted_reason=settings.accept_reason)
+    else:
+        plots = write_plots(rows, output.path.parent, prefix=output.path.stem + "-")
+        markdown = render_markdown(rows, accepted_reason=settings.accept_reason, plots=plots)
+        write_text_atomic(output.path, markdown)
+    tr.write_line(f"energy {output.what}: {_shown(output.path, settings.rootdir)}")
 
 
 def _entries(keys: tuple[str, ...]) -> str:

@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 
 import pytest
 
+from pytest_energy.files import Output
+
 MeterName = Literal["auto", "nvml", "rapl", "cpu-estimate", "curve"]
 METER_NAMES: tuple[MeterName, ...] = ("auto", "nvml", "rapl", "cpu-estimate", "curve")
 DEFAULT_BUDGETS_FILE = "energy-budgets.yaml"
@@ -23,6 +25,7 @@ DEFAULT_MMLU = "hf:cais/mmlu"
 # A modern server core under inference load draws roughly 5-15 W (package TDP
 # divided by cores); 10 W is the documented middle. Configure it for your CPU.
 DEFAULT_WATTS_PER_CORE = 10.0
+DEFAULT_LOCK_TIMEOUT_S = 600.0
 # Five repeats per side let the gate tell a 20% regression from meter noise
 # (>= 95% detected, <= 1% false alarms in benchmarks/gate_quality.py); with one
 # the tolerance alone decides. Lower it where evaluations are slow.
@@ -88,9 +91,21 @@ class Settings:
     cache_dir: Path | None = None
     curve_path: Path | None = None
     powercap_root: Path = Path("/sys/class/powercap")
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
     rootdir: Path = Path(".")
     # GitHub Actions' job summary ($GITHUB_STEP_SUMMARY): the markdown report is appended.
     step_summary_path: Path | None = None
+
+    def outputs(self) -> list[Output]:
+        """The files this run will write at its end, with the option naming each."""
+        out = []
+        if self.update_baseline:
+            out.append(Output("baseline", self.baseline_path, "--energy-baseline"))
+        if self.json_path is not None:
+            out.append(Output("results", self.json_path, "--energy-json"))
+        if self.report_path is not None:
+            out.append(Output("report", self.report_path, "--energy-report"))
+        return out
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> Settings:
@@ -213,6 +228,12 @@ class Settings:
                 Path("/sys/class/powercap"),
                 "give the powercap folder, normally /sys/class/powercap",
             ),
+            lock_timeout_s=get(
+                "lock-timeout",
+                _positive_float,
+                DEFAULT_LOCK_TIMEOUT_S,
+                "give a number of seconds, e.g. 600",
+            ),
             rootdir=rootdir,
             step_summary_path=Path(env["GITHUB_STEP_SUMMARY"])
             if env.get("GITHUB_STEP_SUMMARY")
@@ -245,6 +266,8 @@ INI_ONLY: dict[str, str] = {
     "cache-dir": "folder for cached de-quantised models",
     "curve": "operating-curve JSON for the curve meter and cot:budget_j",
     "powercap-root": "powercap sysfs folder for the rapl meter",
+    "lock-timeout": "seconds to wait for a device another run is measuring before failing "
+    "(default 600)",
 }
 
 

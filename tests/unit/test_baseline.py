@@ -2,6 +2,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +22,7 @@ from pytest_energy.baseline import (
     entry_from_result,
 )
 from pytest_energy.errors import BaselineError
+from pytest_energy.files import lock_beside
 from pytest_energy.fingerprint import differing_fields, fingerprint_diff
 from pytest_energy.metrics import QuestionRecord
 
@@ -159,9 +165,35 @@ def test_malformed_entry_names_the_key_and_problem(
 # -- writing ---------------------------------------------------------------------
 
 
+# What a written .energy folder holds: the file, its lock, and a .gitignore for the lock.
+WRITTEN = [".gitignore", "baseline.json", "baseline.json.lock"]
+
+
 def test_write_creates_the_folder_and_leaves_no_temporary_files(path: Path) -> None:
     store_with(a=entry_from_result(make_result())).write(path)
-    assert sorted(os.listdir(path.parent)) == ["baseline.json"]
+    assert sorted(os.listdir(path.parent)) == WRITTEN
+    assert (path.parent / ".gitignore").read_text().splitlines()[1:] == ["*.lock", "*.tmp"]
+
+
+def test_a_gitignore_of_the_user_is_left_alone(path: Path) -> None:
+    path.parent.mkdir()
+    (path.parent / ".gitignore").write_text("mine\n")
+    store_with(a=entry_from_result(make_result())).write(path)
+    assert (path.parent / ".gitignore").read_text() == "mine\n"
+
+
+def test_an_update_keeps_the_mode_of_the_file_and_a_new_file_follows_the_umask(
+    path: Path,
+) -> None:
+    old = os.umask(0o022)
+    try:
+        store_with(a=entry_from_result(make_result())).write(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        path.chmod(0o664)
+        store_with(b=entry_from_result(make_result())).write(path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    finally:
+        os.umask(old)
 
 
 def test_failed_write_keeps_the_old_file_and_removes_the_temporary(
@@ -177,7 +209,7 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(
     with pytest.raises(OSError, match="No space"):
         store_with(b=entry_from_result(make_result())).write(path)
     assert path.read_text() == before
-    assert sorted(os.listdir(path.parent)) == ["baseline.json"]
+    assert sorted(os.listdir(path.parent)) == WRITTEN
 
 
 def test_two_writers_recording_different_tests_keep_both(path: Path) -> None:
@@ -207,18 +239,64 @@ def test_concurrent_writers_lose_no_entry(path: Path) -> None:
         thread.join()
     assert errors == []
     assert sorted(BaselineStore.load(path).entries) == [f"t{i}" for i in range(8)]
-    assert sorted(os.listdir(path.parent)) == ["baseline.json"]
+    assert sorted(os.listdir(path.parent)) == WRITTEN
 
 
-def test_stale_lock_of_a_killed_session_is_broken(path: Path) -> None:
-    path.parent.mkdir()
-    lock = path.with_name("baseline.json.lock")
-    lock.write_text("")
-    old = time.time() - 3600
-    os.utime(lock, (old, old))
+# A writer that stops inside its atomic write (the temporary file written, not yet
+# renamed) until it is killed.
+STUCK_WRITER = """
+import sys, time
+from pathlib import Path
+import pytest_energy.files as files
+from pytest_energy.baseline import BaselineStore
+
+def stuck(fd):
+    print("writing", flush=True)
+    time.sleep(120)
+
+files.os.fsync = stuck
+path = Path(sys.argv[1])
+BaselineStore.load(path).without(["a"]).write(path)
+"""
+
+
+def test_kill_9_during_a_write_leaves_the_file_and_the_next_writer_goes_on_at_once(
+    path: Path,
+) -> None:
     store_with(a=entry_from_result(make_result())).write(path)
-    assert not lock.exists()
-    assert BaselineStore.load(path).get("a") is not None
+    before = path.read_text()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", STUCK_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        assert any(name.endswith(".tmp") for name in os.listdir(path.parent))
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+    assert path.read_text() == before
+
+    started = time.monotonic()
+    store_with(c=entry_from_result(make_result())).write(path)
+    assert time.monotonic() - started < 2
+    assert sorted(os.listdir(path.parent)) == WRITTEN
+    assert sorted(BaselineStore.load(path).entries) == ["a", "c"]
+
+
+def test_a_held_baseline_lock_is_announced_with_its_holder(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_with(a=entry_from_result(make_result())).write(path)
+    monkeypatch.setattr("pytest_energy.locking.NOTICE_AFTER_S", 0.1)
+    monkeypatch.setattr("pytest_energy.files.LOCK_TIMEOUT_S", 0.5)
+    notices: list[str] = []
+    with lock_beside(path, BaselineError), pytest.raises(BaselineError) as caught:
+        store_with(b=entry_from_result(make_result())).write(path, notices.append)
+    holder = f"pid {os.getpid()} on {socket.gethostname()}"
+    assert notices == [f"waiting for {path} held by {holder}"]
+    assert str(caught.value).startswith(f"{path} has been held by {holder} for over 0.5 s")
 
 
 def test_partial_run_keeps_entries_it_did_not_run(path: Path) -> None:

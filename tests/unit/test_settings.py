@@ -77,6 +77,7 @@ def test_command_line_beats_environment_and_ini(
         ("cpu-watts-per-core", "watts_per_core", "7.5", "12", 7.5),
         ("batch-size", "batch_size", "4", "32", 4),
         ("device", "device", "cpu", "cuda:1", "cpu"),
+        ("lock-timeout", "lock_timeout_s", "30", "900", 30.0),
     ],
 )
 def test_environment_beats_ini(
@@ -130,6 +131,7 @@ def test_an_unset_command_line_option_falls_through_to_the_environment(tmp_path:
         ("batch-size", "0", "give a whole number or auto"),
         ("device", "tpu", "use auto, cpu, cuda or cuda:N"),
         ("device", "cuda:x", "use auto, cpu, cuda or cuda:N"),
+        ("lock-timeout", "0", "give a number of seconds, e.g. 600"),
     ],
 )
 def test_bad_environment_value_names_variable_value_and_fix(
