@@ -35,6 +35,14 @@ runs in seconds. Writes ``benchmarks/results/gate_quality.json`` and prints
 whether the targets (<= 1% false alarms, >= 95% detection of +20% at defaults)
 are met.
 
+Sequential repeats (``--energy-repeats auto``, ``pytest_energy.sequential``): on
+the default profile, a baseline of 5 repeats (as a fixed run records) against
+head sessions judged three ways on the same draws: fixed 5 repeats (the first 5),
+auto (minimum 3, maximum 10: stop when clearly within or beyond the tolerance,
+compare at the corrected threshold), and fixed 10 (every repeat auto may use;
+a reference for what the maximum allows). Changes of 0, 1x, 1.5x and 2x the
+tolerance; targets for auto: <= 1% false alarms, >= 95% detection at 1.5x.
+
 Usage: ``python benchmarks/gate_quality.py [--trials 4000] [--seed 20250401]``
 """
 
@@ -50,6 +58,7 @@ from pathlib import Path
 
 from pytest_energy.gate import ALPHA, compare_values, repeat_evidence
 from pytest_energy.metrics import wilson_interval
+from pytest_energy.sequential import WITHIN_ALPHA, SequentialRepeats
 from pytest_energy.settings import Tolerance
 from pytest_energy.stats import mann_whitney_greater
 
@@ -142,6 +151,63 @@ def scenario(
     return Row(noise.name, repeats, regression, trials, naive, gate, rank, strict, ci)
 
 
+SEQ_BASE, SEQ_MIN, SEQ_MAX = 5, 3, 10
+SEQ_CHANGES = (0.0, 1.0, 1.5, 2.0)  # multiples of the tolerance
+
+
+@dataclass(frozen=True)
+class SequentialRow:
+    change_x_tolerance: float
+    regression: float
+    trials: int
+    fixed5: float
+    auto: float
+    fixed10: float
+    auto_ci95: tuple[float, float]
+    auto_mean_repeats: float
+    auto_stops: dict[str, int]
+
+
+def failed(base: list[float], head: list[float], tol: Tolerance, alpha: float) -> bool:
+    """The gate's verdict (as ``compare`` gives it) on these repeats at ``alpha``."""
+    evidence = repeat_evidence(base, head)
+    medians = statistics.median(base), statistics.median(head)
+    return not compare_values("j_per_question", *medians, tol, evidence, alpha=alpha).passed
+
+
+def sequential_scenario(
+    rng: random.Random, multiple: float, trials: int, tol: Tolerance
+) -> SequentialRow:
+    regression = multiple * tol.rel
+    fixed5 = auto = fixed10 = repeats = 0
+    stops: dict[str, int] = {}
+    for _ in range(trials):
+        cv = rng.uniform(TYPICAL.cv_low, TYPICAL.cv_high)
+        base = session(rng, TYPICAL, cv, 1.0, SEQ_BASE)
+        head = session(rng, TYPICAL, cv, 1.0 + regression, SEQ_MAX)
+        policy = SequentialRepeats(base, tol.rel, minimum=SEQ_MIN, maximum=SEQ_MAX)
+        n = 0
+        while not policy.done(head[:n]):
+            n += 1
+        reason = str(policy.reason(head[:n]))
+        stops[reason] = stops.get(reason, 0) + 1
+        repeats += n
+        fixed5 += failed(base, head[:5], tol, ALPHA)
+        auto += failed(base, head[:n], tol, policy.alpha)
+        fixed10 += failed(base, head, tol, ALPHA)
+    return SequentialRow(
+        multiple,
+        regression,
+        trials,
+        fixed5 / trials,
+        auto / trials,
+        fixed10 / trials,
+        wilson_interval(auto, trials),
+        repeats / trials,
+        dict(sorted(stops.items())),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4000)
@@ -158,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     plan += [(NOISY, 5, r) for r in (0.0, 0.20)]
     rows = [scenario(rng, noise, n, r, args.trials, tol) for noise, n, r in plan]
     elapsed = time.perf_counter() - started
+    seq_rng = random.Random(args.seed + 1)  # its own stream: the rows above stay as they were
+    seq_started = time.perf_counter()
+    seq_rows = [sequential_scenario(seq_rng, x, args.trials, tol) for x in SEQ_CHANGES]
+    seq_elapsed = time.perf_counter() - seq_started
 
     print(
         f"gate quality: tolerance {tol}, alpha {ALPHA}, {args.trials} trials per row, "
@@ -188,6 +258,41 @@ def main(argv: list[str] | None = None) -> int:
         f"{default_20.gate:.1%} (>= 95%): {'met' if all(targets.values()) else 'NOT met'}"
     )
 
+    seq_alpha = SequentialRepeats([1.0] * SEQ_BASE, tol.rel, minimum=SEQ_MIN, maximum=SEQ_MAX)
+    print()
+    print(
+        f"sequential repeats (auto: minimum {SEQ_MIN}, maximum {SEQ_MAX}, corrected alpha "
+        f"{seq_alpha.alpha:.4f}, 'within' at {WITHIN_ALPHA}) vs fixed, baseline {SEQ_BASE} "
+        f"repeats, noise 'typical', {args.trials} trials per row ({seq_elapsed:.1f} s)"
+    )
+    print(
+        f"{'change':>7} {'x tol':>6} {'fixed 5':>8} {'auto':>7} {'fixed 10':>9}"
+        f"   auto 95% CI   {'auto repeats':>12}  (share failing; mean head repeats, fixed 5: 5)"
+    )
+    for row in seq_rows:
+        low, high = row.auto_ci95
+        print(
+            f"{row.regression:>+7.0%} {row.change_x_tolerance:>5.1f}x {row.fixed5:>8.2%} "
+            f"{row.auto:>7.2%} {row.fixed10:>9.2%}   {low:.1%}-{high:.1%}   "
+            f"{row.auto_mean_repeats:>12.2f}"
+        )
+    seq_by_x = {row.change_x_tolerance: row for row in seq_rows}
+    auto_fa, auto_15 = seq_by_x[0.0].auto, seq_by_x[1.5].auto
+    targets["auto_false_alarms_at_most_1pct"] = auto_fa <= 0.01
+    targets["auto_detects_1_5x_tolerance_at_least_95pct"] = auto_15 >= 0.95
+    print(
+        f"auto targets: false alarms {auto_fa:.2%} (<= 1%): "
+        f"{'met' if auto_fa <= 0.01 else 'NOT met'}; detection at 1.5x tolerance "
+        f"{auto_15:.1%} (>= 95%): {'met' if auto_15 >= 0.95 else 'NOT met'}"
+    )
+    if auto_15 < 0.95:
+        print(
+            f"  (even fixed {SEQ_MAX}, every repeat auto may take, detects "
+            f"{seq_by_x[1.5].fixed10:.1%}: with 2% drift between sessions and a {SEQ_BASE}-repeat "
+            "baseline the change estimate of a 1.5x regression falls below the tolerance too "
+            f"often for any stopping rule within {SEQ_MAX} repeats)"
+        )
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "gate_quality",
@@ -208,6 +313,21 @@ def main(argv: list[str] | None = None) -> int:
             "strict": "median change > tolerance and Mann-Whitney p <= alpha vs change = tolerance",
         },
         "rows": [asdict(r) for r in rows],
+        "sequential": {
+            "noise": TYPICAL.name,
+            "seed": args.seed + 1,
+            "base_repeats": SEQ_BASE,
+            "minimum": SEQ_MIN,
+            "maximum": SEQ_MAX,
+            "corrected_alpha": seq_alpha.alpha,
+            "within_alpha": WITHIN_ALPHA,
+            "rules": {
+                "fixed5": "gate on the first 5 head repeats at alpha",
+                "auto": "gate on the repeats SequentialRepeats asked for, at its corrected alpha",
+                "fixed10": "gate on all 10 head repeats at alpha (reference)",
+            },
+            "rows": [asdict(r) for r in seq_rows],
+        },
         "targets": targets,
     }
     args.out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
