@@ -185,9 +185,31 @@ class BudgetsFile:
         return merged
 
 
-def marker_budgets(test_id: str, kwargs: Mapping[str, Any]) -> Budgets:
-    """Validate the keyword arguments of ``@pytest.mark.energy`` on ``test_id``."""
-    return _parse_budgets(_Where(f"{test_id}: @pytest.mark.energy"), "", kwargs, BUDGET_KEYS)
+def marker_budgets(test_id: str, kwargs: Mapping[str, Any], args: Sequence[Any] = ()) -> Budgets:
+    """Validate the arguments of ``@pytest.mark.energy`` on ``test_id``.
+
+    Budgets are keyword arguments only: a positional one (``energy(0.5)``) names
+    no budget, so it is an error rather than silently no budget at all.
+    """
+    where = _Where(f"{test_id}: @pytest.mark.energy")
+    if args:
+        shown = ", ".join(repr(arg) for arg in args)
+        plural = len(args) > 1
+        first = args[0]
+        example = (
+            first
+            if isinstance(first, (int, float)) and not isinstance(first, bool) and first > 0
+            else 0.05
+        )
+        raise where.error(
+            "",
+            f"positional argument{'s' if plural else ''} {shown} "
+            f"name{'' if plural else 's'} no budget",
+            f"give budgets as keyword arguments, e.g. "
+            f"@pytest.mark.energy(max_j_per_token={example!r}); "
+            f"allowed keys: {', '.join(BUDGET_KEYS)}",
+        )
+    return _parse_budgets(where, "", kwargs, BUDGET_KEYS)
 
 
 def check_budgets(result: EvalResult, budgets: Budgets) -> tuple[Check, ...]:
@@ -321,8 +343,14 @@ def _number(where: _Where, key_path: str, value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise where.error(key_path, f"must be a number, got {value!r}", f"give {what}")
     number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise where.error(key_path, f"must be positive, got {value!r}", f"give {what}")
+    if not math.isfinite(number):
+        raise where.error(key_path, f"must be a finite number, got {value!r}", f"give {what}")
+    if number <= 0:
+        raise where.error(
+            key_path,
+            f"must be positive, got {value!r} (no evaluation can stay within it)",
+            f"give {what}",
+        )
     return number
 
 
@@ -334,29 +362,56 @@ def _tokens(where: _Where, key_path: str, value: Any) -> float:
     return _number(where, key_path, value, "the most mean output tokens per question, e.g. 256")
 
 
+def _written_number(value: Any) -> float | None:
+    """The number as written (``"40%"`` is 40, ``0.4`` is 0.4); None if not a number."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.endswith("%"):
+        text = text[:-1]
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(number) else number
+
+
 def _accuracy(where: _Where, key_path: str, value: Any) -> float:
     fix = "give a fraction between 0 and 1 (0.4 means 40%) or a percentage such as '40%'"
-    number: float | None = None
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            number = float(value.strip()[:-1]) / 100
-        except ValueError:
-            number = None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    if number is None or not (0.0 <= number <= 1.0):
-        raise where.error(key_path, f"invalid accuracy {value!r}", fix)
-    return number
+    written = _written_number(value)
+    percent = isinstance(value, str) and value.strip().endswith("%")
+    if written is None:
+        reason = "not a number or a percentage"
+    elif isinstance(value, str) and not percent:
+        reason = "a quoted number: leave out the quotes for a fraction, or add '%'"
+    else:
+        number = written / 100 if percent else written
+        if 0.0 <= number <= 1.0:
+            return number
+        if number < 0:
+            reason = "negative: an accuracy is 0% or more"
+        elif percent:
+            reason = "above 100%"
+        else:
+            reason = f"above 1: a plain number is a fraction, so {value!r} means {number:.0%}"
+    raise where.error(key_path, f"invalid accuracy {value!r} ({reason})", fix)
 
 
 def _tolerance(where: _Where, key_path: str, value: Any) -> Tolerance:
     fix = "give a percentage such as '10%' (a number below 1 is a fraction: 0.1 is 10%)"
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise where.error(key_path, f"invalid tolerance {value!r}", fix)
-    try:
-        return Tolerance.parse(value)
-    except ValueError:
-        raise where.error(key_path, f"invalid tolerance {value!r}", fix) from None
+    if not isinstance(value, bool) and isinstance(value, (str, int, float)):
+        try:
+            return Tolerance.parse(value)
+        except ValueError:
+            pass
+    written = _written_number(value)
+    if written is None:
+        reason = "not a number or a percentage"
+    elif written < 0:
+        reason = "negative: a tolerance is the regression allowed over the baseline, 0% or more"
+    else:
+        reason = "too large: it must be below 1000%"
+    raise where.error(key_path, f"invalid tolerance {value!r} ({reason})", fix)
 
 
 _VALIDATORS: dict[str, Callable[[_Where, str, Any], Any]] = {

@@ -4,16 +4,20 @@ Each reaches the run's :class:`~pytest_energy.session.EnergySession` through
 the config stash; without ``--energy-budget`` there is none and the test is
 skipped. A known problem (bad data, model or meter) fails the test with its
 one-line message, never a traceback.
+
+The ``energy`` marker is checked when tests are collected (the hook
+:func:`pytest_make_collect_report`, which ``plugin.py`` imports to register it):
+a bad marker is a collection error naming the test, before anything is measured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from pytest_energy.errors import EnergyError
+from pytest_energy.errors import ConfigError, EnergyError
 from pytest_energy.stash import rows_key, session_key
 
 if TYPE_CHECKING:
@@ -89,8 +93,9 @@ class EnergyEval:
             if marker is not None:
                 from pytest_energy.budgets import marker_budgets
 
-                # A misspelt budget fails before minutes of evaluation, not after.
-                marker_budgets(test_id, marker.kwargs)
+                # A misspelt budget fails before minutes of evaluation, not after
+                # (collection catches it first; a marker applied at run time gets here).
+                marker_budgets(test_id, marker.kwargs, marker.args)
             result = session.evaluate(
                 model,
                 strategy,
@@ -129,3 +134,50 @@ def _guarded(fn: Callable[[], T]) -> T:
     except EnergyError as exc:
         problem = str(exc)
     pytest.fail(problem, pytrace=False)
+
+
+def uses_energy(item: pytest.Item) -> bool:
+    """Whether ``item`` is an energy test (the ``energy`` marker or an energy fixture)."""
+    names = set(getattr(item, "fixturenames", ()))
+    return item.get_closest_marker("energy") is not None or bool(names & ENERGY_FIXTURES)
+
+
+def energy_marker_problem(item: pytest.Item) -> str | None:
+    """The one-line problem with ``item``'s ``energy`` markers (its own or its
+    class's or module's), or None when every one is valid."""
+    markers = list(item.iter_markers("energy"))
+    if not markers:
+        return None
+    from pytest_energy.budgets import marker_budgets
+
+    for marker in markers:
+        try:
+            marker_budgets(item.nodeid, marker.kwargs, marker.args)
+        except ConfigError as exc:
+            return str(exc)
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """A module or class holding a test with a bad ``energy`` marker fails to collect.
+
+    A collection error (not a UsageError, which an xdist worker turns into an
+    internal error) shows the one-line problem per test and, in a plain run,
+    stops the run before any measurement; under xdist the bad tests never run.
+    """
+    report = yield
+    if report.passed and report.result:
+        problems = [
+            problem
+            for node in report.result
+            if isinstance(node, pytest.Item)
+            and (problem := energy_marker_problem(node)) is not None
+        ]
+        if problems:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(problems)
+            report.result = []
+    return report

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pytest_energy.budgets import Budgets, BudgetsFile, marker_budgets
 from pytest_energy.errors import ConfigError
@@ -135,23 +136,78 @@ def test_selector_keys_are_not_allowed_in_defaults(tmp_path: Path) -> None:
     assert "defaults.model: unknown key" in message
 
 
+TOLERANCE_FIX = "give a percentage such as '10%' (a number below 1 is a fraction: 0.1 is 10%)"
+ACCURACY_FIX = "give a fraction between 0 and 1 (0.4 means 40%) or a percentage such as '40%'"
+JOULES_FIX = "give a positive number of joules, e.g. 0.05"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("defaults: {max_j_per_token: -1}\n", "defaults.max_j_per_token: must be positive"),
-        ("defaults: {max_j_per_token: 0.5 J}\n", "defaults.max_j_per_token: must be a number"),
+        (
+            "defaults: {max_j_per_token: -1}\n",
+            f"defaults.max_j_per_token: must be positive, got -1 "
+            f"(no evaluation can stay within it); {JOULES_FIX}",
+        ),
+        (
+            "defaults: {max_j_per_token: 0}\n",
+            "defaults.max_j_per_token: must be positive, got 0 (no evaluation can stay within it)",
+        ),
+        (
+            "defaults: {max_j_per_token: 0.5 J}\n",
+            f"defaults.max_j_per_token: must be a number, got '0.5 J'; {JOULES_FIX}",
+        ),
         ("defaults: {max_j_per_question: true}\n", "max_j_per_question: must be a number"),
-        ("defaults: {max_output_tokens: .nan}\n", "max_output_tokens: must be positive"),
-        ("defaults: {min_accuracy: 40}\n", "min_accuracy: invalid accuracy 40; give a fraction"),
-        ("defaults: {tolerance: ten}\n", "tolerance: invalid tolerance 'ten'; give a percentage"),
-        ("defaults: {tolerance: -5%}\n", "tolerance: invalid tolerance '-5%'"),
+        ("defaults: {max_output_tokens: .nan}\n", "max_output_tokens: must be a finite number"),
+        ("defaults: {max_output_tokens: .inf}\n", "max_output_tokens: must be a finite number"),
+        (
+            "defaults: {min_accuracy: 40}\n",
+            "min_accuracy: invalid accuracy 40 (above 1: a plain number is a fraction, "
+            f"so 40 means 4000%); {ACCURACY_FIX}",
+        ),
+        ("defaults: {min_accuracy: 140%}\n", "invalid accuracy '140%' (above 100%); give"),
+        ("defaults: {min_accuracy: -0.1}\n", "invalid accuracy -0.1 (negative: an accuracy"),
+        (
+            "defaults: {min_accuracy: '0.4'}\n",
+            "invalid accuracy '0.4' (a quoted number: leave out the quotes for a fraction, "
+            "or add '%')",
+        ),
+        ("defaults: {min_accuracy: forty}\n", "'forty' (not a number or a percentage); give"),
+        (
+            "defaults: {tolerance: ten}\n",
+            f"tolerance: invalid tolerance 'ten' (not a number or a percentage); {TOLERANCE_FIX}",
+        ),
+        ("defaults: {tolerance: [10%]}\n", "invalid tolerance ['10%'] (not a number or a"),
+        ("defaults: {tolerance: 2000%}\n", "'2000%' (too large: it must be below 1000%)"),
         ("tests:\n  - match: ''\n", "tests[0].match: must be a non-empty string"),
     ],
 )
-def test_bad_values_are_rejected_with_the_key_path(
+def test_bad_values_are_rejected_with_the_key_path_and_why(
     tmp_path: Path, text: str, expected: str
 ) -> None:
-    assert expected in load_error(tmp_path, text)
+    message = load_error(tmp_path, text)
+    assert expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("tolerance", ["-5%", "'-5'", "-0.05", "-5"])
+def test_negative_tolerance_says_why_it_is_invalid(tmp_path: Path, tolerance: str) -> None:
+    message = load_error(tmp_path, f"tests:\n  - model: m\n    tolerance: {tolerance}\n")
+    shown = repr(yaml.safe_load(tolerance))
+    assert message == (
+        f"{tmp_path / 'energy-budgets.yaml'}: tests[0].tolerance: invalid tolerance {shown} "
+        "(negative: a tolerance is the regression allowed over the baseline, 0% or more); "
+        f"{TOLERANCE_FIX}"
+    )
+
+
+def test_valid_edge_values_are_accepted(tmp_path: Path) -> None:
+    text = (
+        "defaults: {tolerance: 0%, min_accuracy: 100%}\ntests:\n  - model: m\n    min_accuracy: 0\n"
+    )
+    file = load(tmp_path, text)
+    assert file.defaults == Budgets(min_accuracy=1.0, tolerance=Tolerance(0.0))
+    assert file.rules[0].budgets.min_accuracy == 0.0
 
 
 def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
@@ -198,3 +254,30 @@ def test_marker_values_use_the_file_rules() -> None:
         marker_budgets("tests/t.py::test_a", {"min_accuracy": 1.5})
     with pytest.raises(ConfigError, match="match: unknown key"):
         marker_budgets("tests/t.py::test_a", {"match": "*"})
+
+
+def test_positional_marker_arguments_name_no_budget() -> None:
+    with pytest.raises(ConfigError) as info:
+        marker_budgets("tests/t.py::test_a", {}, (0.5,))
+    assert str(info.value) == (
+        "tests/t.py::test_a: @pytest.mark.energy: positional argument 0.5 names no budget; "
+        "give budgets as keyword arguments, e.g. @pytest.mark.energy(max_j_per_token=0.5); "
+        "allowed keys: max_j_per_token, max_j_per_question, min_accuracy, max_output_tokens, "
+        "tolerance"
+    )
+
+
+def test_several_positional_marker_arguments_are_all_named() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"positional arguments 'cot', 2 name no budget; .*"
+        r"e\.g\. @pytest\.mark\.energy\(max_j_per_token=0\.05\)",
+    ):
+        marker_budgets("tests/t.py::test_a", {"min_accuracy": 0.5}, ("cot", 2))
+
+
+def test_marker_with_keywords_only_is_valid() -> None:
+    assert marker_budgets("tests/t.py::test_a", {"max_j_per_token": 0.5}, ()) == Budgets(
+        max_j_per_token=0.5
+    )
+    assert marker_budgets("tests/t.py::test_a", {}).empty
