@@ -22,7 +22,7 @@ Three layouts, by width:
       ACCEPTED  …reasoning_tokens     70.0%   0.02750       4.400  J/token +18.0% !
                 Qwen/Qwen2.5-0.5B-Instruct / budget:max_tokens=64
       PASS      …runs_without_gpu     50.0%   ~0.3485      ~47.40  estimated, not
-                smollm2-135m / cot, meter ~cpu-estimate              compared
+                smollm2-135m / cot, meter ~cpu-estimate            compared
       FAIL      …point[vote:k=5]      40.0%   0.03369       20.25  J/token +31.2% !
                 smollm2-135m / vote:k=5                            J/question +40.5% !
                                                                    accuracy -20.0% !
