@@ -22,6 +22,7 @@ from pytest_energy.fixtures import (  # noqa: F401
     energy_eval,
     energy_meter,
     mmlu,
+    pytest_make_collect_report,
 )
 from pytest_energy.settings import Settings
 from pytest_energy.stash import rows_key, session_key, settings_key

@@ -78,7 +78,7 @@ def test_energy_budgets_yaml_at_rootdir_is_the_default_file(pytester: pytest.Pyt
         ),
         (
             "defaults:\n  min_accuracy: 2\n",
-            "defaults.min_accuracy: invalid accuracy 2; give a fraction between 0 and 1*",
+            "defaults.min_accuracy: invalid accuracy 2 (above 1*); give a fraction between 0 and 1*",  # noqa: E501
         ),
         ("defaults: [1, 2\n", "not valid YAML (*); fix the syntax"),
     ],
