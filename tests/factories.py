@@ -67,11 +67,13 @@ def make_result(
     test_id: str = "tests/t.py::test_a",
     details: Mapping[str, Any] | None = None,
     question_set: str | None = None,
+    other_load: float | Sequence[float] | None = None,
 ) -> EvalResult:
     """An :class:`EvalResult` with one repeat per value of ``energy_j``.
 
     ``records`` replaces the generated questions; ``question_set`` defaults to
-    :func:`records_id` of the records.
+    :func:`records_id` of the records; ``other_load`` is the other processes'
+    busy cores during each repeat (one value for all).
     """
     if records is None:
         records = make_records(
@@ -82,6 +84,7 @@ def make_result(
             output_tokens=output_tokens,
         )
     values = (energy_j,) if isinstance(energy_j, (int, float)) else tuple(energy_j)
+    loads = tuple(other_load) if isinstance(other_load, Sequence) else (other_load,) * len(values)
     return EvalResult(
         model=model,
         strategy=strategy,
@@ -89,7 +92,8 @@ def make_result(
         estimated=estimated,
         records=tuple(records),
         repeats=tuple(
-            RepeatSample(e, e * prefill_share, e * (1 - prefill_share), duration_s) for e in values
+            RepeatSample(e, e * prefill_share, e * (1 - prefill_share), duration_s, load)
+            for e, load in zip(values, loads, strict=True)
         ),
         fingerprint=dict(fingerprint),
         test_id=test_id,

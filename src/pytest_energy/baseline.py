@@ -27,7 +27,7 @@ from typing import Any
 from pytest_energy import __version__
 from pytest_energy.errors import BaselineError
 from pytest_energy.files import ignore_lock_files, lock_beside, read_text, write_text_atomic
-from pytest_energy.fingerprint import fingerprint_diff
+from pytest_energy.fingerprint import hard_differences
 from pytest_energy.locking import Notify
 from pytest_energy.metrics import EvalResult
 
@@ -338,14 +338,14 @@ def baseline_mismatch(entry: BaselineEntry, result: EvalResult) -> str | None:
             f"{kinds[result.estimated]} ({result.meter}); estimates are never compared with "
             "measurements: use the baseline's meter, or re-record with --energy-update-baseline"
         )
-    diffs = fingerprint_diff(entry.fingerprint, result.fingerprint)
+    diffs = hard_differences(entry.fingerprint, result.fingerprint)
     if entry.meter != result.meter and not any(d.startswith("meter:") for d in diffs):
         diffs.insert(0, f"meter: {entry.meter!r} -> {result.meter!r}")
     if not diffs:
         return None
     return (
-        f"baseline was recorded on a different setup ({'; '.join(diffs)}); "
-        "run on the same hardware and software, or re-record with --energy-update-baseline"
+        f"not compared: the baseline was recorded on a different setup ({'; '.join(diffs)}); "
+        "run on the same hardware, or re-record with --energy-update-baseline"
     )
 
 

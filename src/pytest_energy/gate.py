@@ -42,10 +42,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_energy.baseline import BaselineEntry, baseline_mismatch
-from pytest_energy.budgets import Budgets, check_budgets, sig
+from pytest_energy.baseline import BaselineEntry
+from pytest_energy.budgets import sig
 from pytest_energy.metrics import EvalResult
-from pytest_energy.outcome import BaselineState, Check, Outcome, Status
+from pytest_energy.outcome import Check
 from pytest_energy.settings import Tolerance
 from pytest_energy.stats import (
     MIN_SAMPLES,
@@ -60,14 +60,10 @@ from pytest_energy.stats import (
 __all__ = [
     "ALPHA",
     "Evidence",
-    "check_budgets",
     "compare",
     "compare_values",
     "comparison_notes",
-    "decide",
-    "failure_message",
     "is_sampled",
-    "judge",
     "repeat_evidence",
 ]
 
@@ -175,17 +171,23 @@ def compare_values(
 
 
 def compare(
-    result: EvalResult, base: BaselineEntry, tolerance: Tolerance, *, alpha: float = ALPHA
+    result: EvalResult,
+    base: BaselineEntry,
+    tolerance: Tolerance,
+    *,
+    alpha: float = ALPHA,
+    energy: bool = True,
 ) -> tuple[Check, ...]:
     """Compare ``result`` with its baseline entry: one Check per gated metric.
 
     Call only when :func:`~pytest_energy.baseline.baseline_mismatch` found no
-    mismatch (estimates are never compared with measurements).
+    mismatch (estimates are never compared with measurements). Without
+    ``energy`` only accuracy and output tokens are compared.
     """
     same_questions = same_question_set(result, base)
     sampled = is_sampled(result.strategy) or is_sampled(base.strategy)
     checks: list[Check] = []
-    for metric in ENERGY_METRICS:
+    for metric in ENERGY_METRICS if energy else ():
         if metric == "energy_j" and not same_questions:
             continue  # total joules of different question sets say nothing
         head, old = result.samples(metric), base.samples.get(metric, ())
@@ -273,85 +275,6 @@ def _accuracy(
     return compare_values(
         "accuracy", a / n1, c / n2, tol, evidence, higher_is_worse=False, alpha=alpha, shown=shown
     )
-
-
-# -- budgets and the verdict -----------------------------------------------------
-
-
-def decide(
-    checks: Sequence[Check],
-    accept_reason: str | None = None,
-    *,
-    baseline: BaselineState = "off",
-    notes: Sequence[str] = (),
-    baseline_problem: str | None = None,
-) -> Outcome:
-    """The verdict: fail on any budget breach or regression.
-
-    ``--energy-accept REASON`` turns regressions (and a ``baseline_problem`` such as
-    a missing entry under strict baselines) into "accepted". Budget breaches are
-    never accepted: budgets are absolute limits written in the repository, so
-    changing one is a reviewed edit of the budgets file or marker.
-    """
-    breaches = [c for c in checks if c.kind == "budget" and not c.passed]
-    relative = [c for c in checks if c.kind == "baseline" and not c.passed]
-    all_notes = tuple(notes) + ((baseline_problem,) if baseline_problem else ())
-    status: Status
-    if breaches or ((relative or baseline_problem) and not accept_reason):
-        status = "fail"
-    elif relative or baseline_problem:
-        status = "accepted"
-    else:
-        status = "pass"
-    reason = accept_reason if status == "accepted" else None
-    return Outcome(status, tuple(checks), baseline, all_notes, reason)
-
-
-def judge(
-    result: EvalResult,
-    *,
-    budgets: Budgets,
-    entry: BaselineEntry | None,
-    tolerance: Tolerance,
-    accept_reason: str | None = None,
-    update_baseline: bool = False,
-    strict_baseline: bool = False,
-    alpha: float = ALPHA,
-) -> Outcome:
-    """Everything the plugin checks for one evaluation: budgets, then the baseline."""
-    checks = list(check_budgets(result, budgets))
-    notes: list[str] = []
-    problem: str | None = None
-    state: BaselineState
-    if update_baseline:
-        state = "updated"
-        notes.append("baseline entry will be " + ("recorded" if entry is None else "refreshed"))
-    elif entry is None or (mismatch := baseline_mismatch(entry, result)) is not None:
-        if entry is None:
-            state = "missing"
-            why = "no baseline entry for this test; record one with --energy-update-baseline"
-        else:
-            state = "estimated" if entry.estimated != result.estimated else "mismatch"
-            why = mismatch or ""
-        if strict_baseline:
-            problem = why
-        else:
-            notes.append(why)
-    else:
-        state = "compared"
-        notes.extend(comparison_notes(result, entry))
-        checks.extend(compare(result, entry, budgets.tolerance_or(tolerance), alpha=alpha))
-    return decide(checks, accept_reason, baseline=state, notes=notes, baseline_problem=problem)
-
-
-def failure_message(outcome: Outcome) -> str | None:
-    """The one line for ``pytest.fail(..., pytrace=False)``, or None when nothing fails."""
-    if outcome.status != "fail":
-        return None
-    parts = [c.message for c in outcome.checks if not c.passed]
-    if not parts and outcome.notes:
-        parts = [outcome.notes[-1]]
-    return "; ".join(parts)
 
 
 # -- formatting ------------------------------------------------------------------

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_energy.stats import coefficient_of_variation
+
 LETTERS = ("A", "B", "C", "D")
 
 
@@ -44,6 +46,8 @@ class RepeatSample:
     prefill_j: float
     decode_j: float
     duration_s: float
+    # Cores other processes kept busy on average during the repeat (None: unknown).
+    other_load: float | None = None
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -144,6 +148,18 @@ class EvalResult:
         return tuple(s.energy_j for s in self.repeats)
 
     @property
+    def energy_cv(self) -> float | None:
+        """How much the repeats disagree: their coefficient of variation, outliers
+        set aside (None with fewer than two repeats)."""
+        return coefficient_of_variation(self.energy_samples_j)
+
+    @property
+    def other_load(self) -> float | None:
+        """Median cores other processes kept busy during the repeats (None: unknown)."""
+        loads = [s.other_load for s in self.repeats if s.other_load is not None]
+        return statistics.median(loads) if loads else None
+
+    @property
     def j_per_token(self) -> float | None:
         return _ratio(self.energy_j, self.total_tokens)
 
@@ -206,6 +222,8 @@ class EvalResult:
             "j_per_question": self.j_per_question,
             "j_per_correct": self.j_per_correct,
             "output_tokens_per_question": self.output_tokens_per_question,
+            "energy_cv": self.energy_cv,
+            "other_load": self.other_load,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,11 +8,11 @@ why a test passed, failed or was accepted.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 Status = Literal["pass", "fail", "accepted"]
-BaselineState = Literal["compared", "missing", "mismatch", "estimated", "updated", "off"]
+BaselineState = Literal["compared", "missing", "mismatch", "estimated", "noisy", "updated", "off"]
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,35 @@ class Check:
 
 @dataclass(frozen=True)
 class Outcome:
+    """The verdict of one evaluation and the checks behind it.
+
+    ``baseline`` says what the comparison did: ``mismatch`` (a hard fingerprint
+    field differs) and ``noisy`` are comparisons not made; ``noise`` says why
+    (``CV 31%``: the repeats vary more than the tolerance; ``other load 1.9
+    cores``: other processes shared the CPU a CPU meter measures). ``attribution``
+    lists the software versions that changed since the baseline
+    (``transformers 5.24.0 -> 5.25.0``), to read next to the changes.
+    ``test_failed``: the test failed or errored for any reason (its own
+    assertion included); such a row is shown failed and never recorded.
+    """
+
     status: Status = "pass"
     checks: tuple[Check, ...] = ()
     baseline: BaselineState = "off"
     notes: tuple[str, ...] = ()
     accepted_reason: str | None = None
+    attribution: tuple[str, ...] = ()
+    noise: str | None = None
+    test_failed: bool = False
+
+    def of_failed_test(self) -> Outcome:
+        """This outcome for a test that failed (after its evaluation, or because of it)."""
+        if self.status == "fail":
+            return replace(self, test_failed=True)
+        note = "the test failed after its evaluation; not recorded in the baseline"
+        return replace(
+            self, status="fail", test_failed=True, notes=(*self.notes, note), accepted_reason=None
+        )
 
     @property
     def budget_breaches(self) -> tuple[Check, ...]:
@@ -64,6 +88,9 @@ class Outcome:
             "notes": list(self.notes),
             "accepted_reason": self.accepted_reason,
             "checks": [asdict(c) for c in self.checks],
+            "attribution": list(self.attribution),
+            "noise": self.noise,
+            "test_failed": self.test_failed,
         }
 
     @classmethod
@@ -74,4 +101,12 @@ class Outcome:
             baseline=data.get("baseline", "off"),
             notes=tuple(data.get("notes", [])),
             accepted_reason=data.get("accepted_reason"),
+            attribution=tuple(data.get("attribution", [])),
+            noise=data.get("noise"),
+            test_failed=bool(data.get("test_failed", False)),
         )
+
+
+def failed_test_outcome(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A serialised outcome (as a test report carries it) for a test that failed."""
+    return Outcome.from_dict(data).of_failed_test().to_dict()

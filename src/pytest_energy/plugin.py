@@ -16,14 +16,15 @@ from pytest_energy import settings as settings_module
 
 # Imported to register them as this plugin's fixtures.
 from pytest_energy.fixtures import (  # noqa: F401
-    ENERGY_FIXTURES,
     SKIP_REASON,
     energy_curve,
     energy_eval,
     energy_meter,
     mmlu,
     pytest_make_collect_report,
+    uses_energy,
 )
+from pytest_energy.outcome import failed_test_outcome
 from pytest_energy.settings import Settings
 from pytest_energy.stash import rows_key, session_key, settings_key
 
@@ -66,9 +67,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         session.close()
 
 
-def pytest_report_header(config: pytest.Config) -> str | None:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     session = config.stash.get(session_key, None)
-    return None if session is None else session.header_line()
+    return [] if session is None else session.header_lines()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -76,8 +77,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if item.get_closest_marker("energy") is not None or names & ENERGY_FIXTURES:
+        if uses_energy(item):
             item.add_marker(skip)
 
 
@@ -88,6 +88,8 @@ def pytest_runtest_makereport(
     report = yield
     rows = item.stash.get(rows_key, None)
     if call.when == "call" and rows:
+        if report.failed:
+            rows = [{**row, "outcome": failed_test_outcome(row["outcome"])} for row in rows]
         # A plain attribute survives xdist's report serialisation, so workers'
         # results reach the controller the same way a plain run's do.
         report.energy_rows = rows  # type: ignore[attr-defined]
@@ -108,6 +110,7 @@ class _SessionHooks:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._selected([item.nodeid for item in session.items])
+        self.session.energy_tests = sum(map(uses_energy, session.items))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, ids: list[str]) -> None:
@@ -130,8 +133,11 @@ class _SessionHooks:
             self.wrote_all = finish_session(self.session, terminalreporter)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
-        # Outermost: the terminal summary (and so the file writes) ran inside.
+    def pytest_sessionfinish(
+        self, session: pytest.Session, exitstatus: int
+    ) -> Generator[None, None, None]:
+        # Outermost: the terminal summary (and so the file writes) runs inside.
+        self.session.interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         yield
         if not self.wrote_all and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED

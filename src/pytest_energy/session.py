@@ -20,8 +20,8 @@ from pytest_energy.baseline import BaselineChanges, BaselineStore, entry_from_re
 from pytest_energy.budgets import BudgetsFile
 from pytest_energy.errors import ConfigError, EnergyError
 from pytest_energy.files import unwritable
-from pytest_energy.gate import failure_message, judge
 from pytest_energy.locking import Notify, device_lock, shared_device_warned
+from pytest_energy.machine_load import LoadProbe
 from pytest_energy.meters.idle import net_energy_j
 from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
 from pytest_energy.mmlu.questions import question_set_id
@@ -29,6 +29,7 @@ from pytest_energy.notices import to_stderr, to_terminal
 from pytest_energy.outcome import Outcome
 from pytest_energy.selection import Selection
 from pytest_energy.settings import Settings
+from pytest_energy.verdict import failure_message, judge
 
 # Repeating a run inside one window stops here: a workload still too short
 # after that many runs is too small to measure with this meter.
@@ -78,6 +79,10 @@ class EnergySession:
         self.rows: list[Row] = []
         # What the run collected (set by the plugin after collection); None: unknown.
         self.selection: Selection | None = None
+        # Energy tests the run selected (None under xdist's controller: it sees ids
+        # only), and whether pytest was interrupted: then nothing is recorded.
+        self.energy_tests: int | None = None
+        self.interrupted = False
         self._meter: EnergyMeter | None = None
         self._mmlu: MMLU | None = None
         self._engines: dict[ModelSpec, Engine] = {}
@@ -126,19 +131,26 @@ class EnergySession:
             if why is not None:
                 raise ConfigError(output.problem(why))
 
-    def header_line(self) -> str | None:
-        """The session-start line naming meter, device and baseline (once the meter exists)."""
-        if self._meter is None:
-            return None
-        from pytest_energy.report import device_label
-        from pytest_energy.report.terminal import render_header
+    def header_lines(self) -> list[str]:
+        """The session-start lines: meter, device and baseline (once the meter exists),
+        and a warning when one repeat per evaluation leaves the gate no noise estimate."""
+        lines = []
+        if self._meter is not None:
+            from pytest_energy.report import device_label
+            from pytest_energy.report.terminal import render_header
 
-        return render_header(
-            self._meter.name,
-            device_label(self._meter.fingerprint()),
-            self.settings.baseline_path,
-            self._meter.estimated,
-        )
+            meter = self._meter
+            label = device_label(meter.fingerprint())
+            lines.append(
+                render_header(meter.name, label, self.settings.baseline_path, meter.estimated)
+            )
+        if self.settings.repeats == 1 and self.settings.tolerance.rel > 0:
+            lines.append(
+                "energy: warning: --energy-repeats 1 gives no noise estimate, so a change "
+                f"within noise can pass or fail the {self.settings.tolerance} tolerance; "
+                "use 3 or more repeats"
+            )
+        return lines
 
     # -- lazily built resources -------------------------------------------------
     @property
@@ -260,7 +272,7 @@ class EnergySession:
                 lock = device_lock(
                     self.device, timeout_s=self.settings.lock_timeout_s, notify=self.notify
                 )
-                with lock, shared_device_warned(self.meter.meter):
+                with lock, shared_device_warned(self.meter.meter), LoadProbe() as load:
                     start = time.perf_counter()
                     with self.meter.window(engine.sync) as total:
                         for _ in range(runs):
@@ -289,7 +301,8 @@ class EnergySession:
         if idle_w is not None:
             details["idle_power_w"] = idle_w
             details["net_energy_j"] = net_energy_j(energy_j, duration_s, idle_w)
-        return answered, RepeatSample(energy_j, prefill_j, decode_j, duration_s), details
+        sample = RepeatSample(energy_j, prefill_j, decode_j, duration_s, load.other_cores)
+        return answered, sample, details
 
     def idle_power_w(self) -> float | None:
         """Idle power of a measured meter, from one quiet window per session."""
@@ -366,9 +379,10 @@ class EnergySession:
         stale = selection.stale(self.baseline.entries, ran) if selection is not None else ()
         unused = tuple(k for k in self.baseline.unused(ran) if k not in stale)
         partial = selection is None or not selection.whole
-        if not self.settings.update_baseline or not (self.rows or stale):
+        if self.interrupted or not self.settings.update_baseline or not (self.rows or stale):
             return BaselineSummary(None, unused, stale, partial)
-        entries = {r.test_id: entry_from_result(r) for r, _ in self.rows}
+        # A test that failed (its own assertion included) is no reference.
+        entries = {r.test_id: entry_from_result(r) for r, o in self.rows if not o.test_failed}
         store, changes = self.baseline.without(stale).updated(entries)
         self.baseline = store.write(self.settings.baseline_path, self.notify)
         return BaselineSummary(replace(changes, removed=stale), unused, (), partial)

@@ -10,7 +10,7 @@ import pytest
 from pytest_energy.baseline import listed
 from pytest_energy.errors import BaselineError
 from pytest_energy.files import Output, write_text_atomic
-from pytest_energy.report import device_label
+from pytest_energy.report import comparison_summary, device_label, tests_ran
 from pytest_energy.report.markdown import render_markdown
 from pytest_energy.report.plots import write_plots
 from pytest_energy.report.results import write_results
@@ -35,6 +35,17 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> bool:
         baseline = BaselineSummary(None, (), (), partial=True)
     _print_table(session, tr)
     _print_baseline(session, baseline, tr)
+    counts = comparison_summary([outcome for _, outcome in rows])
+    if counts:
+        tr.write_line(f"baseline comparisons: {counts}")
+    interrupted = _interrupted(session)
+    if interrupted is not None:
+        ran = tests_ran(rows)
+        tr.write_line(
+            f"energy: interrupted: {ran} of {interrupted} energy tests ran; "
+            "no baseline entry was written",
+            yellow=True,
+        )
     for output in settings.outputs():
         if output.what == "baseline":
             continue
@@ -46,12 +57,26 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> bool:
         summary = Output("job summary", settings.step_summary_path, "GITHUB_STEP_SUMMARY")
         try:
             with summary.path.open("a", encoding="utf-8") as handle:
-                handle.write(render_markdown(rows, accepted_reason=settings.accept_reason) + "\n")
+                markdown = render_markdown(
+                    rows, accepted_reason=settings.accept_reason, interrupted=interrupted
+                )
+                handle.write(markdown + "\n")
         except OSError as exc:
             problems.append(_problem(summary, exc))
     for problem in problems:
         tr.write_line(f"ERROR: {problem}", red=True, bold=True)
     return not problems
+
+
+def _interrupted(session: EnergySession) -> int | None:
+    """For an interrupted run, how many energy tests it selected (all its tests under
+    xdist, whose controller sees ids only); None for a run that finished."""
+    if not session.interrupted:
+        return None
+    if session.energy_tests is not None:
+        return session.energy_tests
+    selected = session.selection.collected if session.selection is not None else ()
+    return len(selected) or len({r.test_id for r, _ in session.rows})
 
 
 def _problem(output: Output, exc: Exception) -> str:
@@ -113,7 +138,12 @@ def _write(output: Output, session: EnergySession, tr: pytest.TerminalReporter) 
         write_results(output.path, rows, accepted_reason=settings.accept_reason)
     else:
         plots = write_plots(rows, output.path.parent, prefix=output.path.stem + "-")
-        markdown = render_markdown(rows, accepted_reason=settings.accept_reason, plots=plots)
+        markdown = render_markdown(
+            rows,
+            accepted_reason=settings.accept_reason,
+            plots=plots,
+            interrupted=_interrupted(session),
+        )
         write_text_atomic(output.path, markdown)
     tr.write_line(f"energy {output.what}: {_shown(output.path, settings.rootdir)}")
 

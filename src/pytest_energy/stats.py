@@ -119,3 +119,13 @@ def screen_outliers(values: Sequence[float]) -> tuple[float, ...]:
         return tuple(values)
     kept = tuple(v for v in values if 0.6745 * abs(v - centre) / mad <= OUTLIER_Z)
     return kept if len(kept) >= MIN_SAMPLES else tuple(values)
+
+
+def coefficient_of_variation(values: Sequence[float]) -> float | None:
+    """Sample standard deviation over mean of ``values`` with outlying ones set aside
+    (:func:`screen_outliers`, as the gate does); None for fewer than two values."""
+    kept = screen_outliers(values) if len(values) >= 2 else ()
+    if len(kept) < 2:
+        return None
+    mean = statistics.fmean(kept)
+    return statistics.stdev(kept) / mean if mean > 0 else None

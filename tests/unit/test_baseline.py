@@ -23,7 +23,7 @@ from pytest_energy.baseline import (
 )
 from pytest_energy.errors import BaselineError
 from pytest_energy.files import lock_beside
-from pytest_energy.fingerprint import differing_fields, fingerprint_diff
+from pytest_energy.fingerprint import differing_fields, hard_differences, soft_changes
 from pytest_energy.metrics import QuestionRecord
 
 
@@ -343,10 +343,10 @@ def test_write_without_changes_leaves_the_file_alone(path: Path) -> None:
 # -- comparability --------------------------------------------------------------------
 
 
-def test_fingerprint_diff_names_each_differing_field() -> None:
+def test_hard_differences_name_each_differing_hardware_field() -> None:
     head = {**FINGERPRINT, "gpu": "H100", "power_limit_w": "700"}
     del head["dtype"]
-    assert fingerprint_diff(FINGERPRINT, head) == [
+    assert hard_differences(FINGERPRINT, head) == [
         "dtype: 'bfloat16' -> missing",
         "gpu: 'A100' -> 'H100'",
         "power_limit_w: missing -> '700'",
@@ -357,10 +357,32 @@ def test_mismatch_message_says_what_differs_and_what_to_do() -> None:
     entry = entry_from_result(make_result())
     head = make_result(fingerprint={**FINGERPRINT, "gpu": "H100"})
     assert baseline_mismatch(entry, head) == (
-        "baseline was recorded on a different setup (gpu: 'A100' -> 'H100'); run on the same "
-        "hardware and software, or re-record with --energy-update-baseline"
+        "not compared: the baseline was recorded on a different setup (gpu: 'A100' -> 'H100'); "
+        "run on the same hardware, or re-record with --energy-update-baseline"
     )
     assert baseline_mismatch(entry, make_result()) is None
+
+
+@pytest.mark.parametrize(
+    "field", ["gpu", "gpu_count", "power_limit_w", "cpu", "device", "dtype", "backend", "meter"]
+)
+def test_a_hard_field_makes_the_comparison_meaningless(field: str) -> None:
+    entry = entry_from_result(make_result())
+    message = baseline_mismatch(entry, make_result(fingerprint={**FINGERPRINT, field: "other"}))
+    assert message is not None
+    assert f"{field}: " in message
+
+
+def test_library_driver_and_plugin_versions_are_compared_and_attributed() -> None:
+    base = {**FINGERPRINT, "transformers": "5.24.0", "torch": "2.13.0", "pytest_energy": "0.1.0"}
+    head = {**base, "transformers": "5.25.0", "driver": "550.54", "pytest_energy": "0.2.0"}
+    head["nvidia_driver"] = "570.1"  # not recorded in the base: no change to report
+    entry = entry_from_result(make_result(fingerprint=base))
+    assert baseline_mismatch(entry, make_result(fingerprint=head)) is None
+    assert soft_changes(base, head) == [
+        "pytest-energy 0.1.0 -> 0.2.0",
+        "transformers 5.24.0 -> 5.25.0",
+    ]
 
 
 def test_meter_change_is_a_mismatch_even_outside_the_fingerprint() -> None:
@@ -385,10 +407,10 @@ def test_estimated_energy_is_never_compared_with_measured() -> None:
 
 
 def test_another_card_of_the_same_model_is_not_a_fingerprint_mismatch() -> None:
-    a = {"gpu": "NVIDIA H200", "gpu_uuid": "GPU-aaaa", "driver": "560.1"}
-    b = {"gpu": "NVIDIA H200", "gpu_uuid": "GPU-bbbb", "driver": "560.1"}
-    assert fingerprint_diff(a, b) == []
-    assert fingerprint_diff(a, {**b, "driver": "570.2"}) == ["driver: '560.1' -> '570.2'"]
+    a = {"gpu": "NVIDIA H200", "gpu_uuid": "GPU-aaaa", "power_limit_w": "700"}
+    b = {"gpu": "NVIDIA H200", "gpu_uuid": "GPU-bbbb", "power_limit_w": "700"}
+    assert hard_differences(a, b) == []
+    assert hard_differences(a, {**b, "power_limit_w": "500"}) == ["power_limit_w: '700' -> '500'"]
     # The same rule for the reports and ``energy compare``, which list field names.
     assert differing_fields(a, b) == []
-    assert differing_fields(a, {**b, "driver": "570.2", "cpu": "EPYC"}) == ["cpu", "driver"]
+    assert differing_fields(a, {**b, "cpu": "EPYC", "torch": "2"}) == ["cpu", "torch"]

@@ -10,19 +10,13 @@ import factories
 from factories import baseline_check, budget_check
 from pytest_energy import gate, stats
 from pytest_energy.baseline import BaselineEntry, entry_from_result
-from pytest_energy.budgets import Budgets
-from pytest_energy.gate import (
-    check_budgets,
-    compare,
-    decide,
-    failure_message,
-    is_sampled,
-    judge,
-)
+from pytest_energy.budgets import Budgets, check_budgets
+from pytest_energy.gate import compare, is_sampled
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Check
 from pytest_energy.settings import Tolerance
 from pytest_energy.stats import binomial_upper, fisher_less, mann_whitney_greater, screen_outliers
+from pytest_energy.verdict import decide, failure_message, judge
 
 TEN = Tolerance(0.10)
 BASE_J = (118.0, 119.0, 120.0, 121.0, 122.0)  # 100 questions x 100 tokens: 0.0120 J/token

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from pytest_energy import __version__
 from pytest_energy.errors import MeasurementError, WindowTooShort
 
 Phase = Literal["prefill", "decode"]
@@ -104,7 +105,11 @@ class EnergyMeter:
         return self.meter.estimated
 
     def fingerprint(self) -> dict[str, str]:
-        base = {"meter": self.meter.name, "estimated": str(self.meter.estimated).lower()}
+        base = {
+            "meter": self.meter.name,
+            "estimated": str(self.meter.estimated).lower(),
+            "pytest_energy": __version__,
+        }
         if isinstance(self.meter, Fingerprinted):
             base.update(self.meter.fingerprint())
         return base

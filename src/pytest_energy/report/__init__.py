@@ -20,6 +20,7 @@ Number formats, fixed so reports diff cleanly:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_energy.metrics import EvalResult
@@ -133,14 +134,39 @@ def describe_check(check: Check) -> str:
 
 def baseline_state_text(outcome: Outcome) -> str:
     """What the baseline comparison did, when it did not compare numbers."""
+    if outcome.baseline == "noisy":
+        return "too noisy to compare" + (f" ({outcome.noise})" if outcome.noise else "")
     return {
         "missing": "no baseline",
-        "mismatch": "fingerprint differs",
+        "mismatch": "not compared",
         "estimated": "estimated, not compared",
         "updated": "baseline updated",
         "off": DASH,
         "compared": "",
     }[outcome.baseline]
+
+
+def tests_ran(rows: Sequence[Row]) -> int:
+    """How many tests produced ``rows`` (an id's ``#N`` marks a test's N-th evaluation)."""
+    return len({result.test_id.partition("#")[0] for result, _ in rows})
+
+
+def comparison_summary(outcomes: Sequence[Outcome]) -> str:
+    """How many evaluations were compared with the baseline and how many not, and why:
+    ``"3 compared, 2 not compared (other hardware or setup), 1 too noisy to compare"``."""
+    counts: Counter[str] = Counter(outcome.baseline for outcome in outcomes)
+    parts = [
+        f"{counts[state]} {label}"
+        for state, label in (
+            ("compared", "compared"),
+            ("mismatch", "not compared (other hardware or setup)"),
+            ("noisy", "too noisy to compare"),
+            ("estimated", "estimated, so not compared"),
+            ("missing", "without an entry"),
+        )
+        if counts[state]
+    ]
+    return ", ".join(parts)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:

@@ -25,6 +25,7 @@ from pytest_energy.report import (
     DASH,
     Row,
     baseline_state_text,
+    comparison_summary,
     describe_check,
     device_label,
     format_accuracy,
@@ -33,6 +34,7 @@ from pytest_energy.report import (
     format_percent,
     pareto_front,
     sorted_rows,
+    tests_ran,
 )
 from pytest_energy.report.escape import escape_md
 
@@ -75,6 +77,8 @@ def _change_from_outcome(outcome: Outcome) -> str:
             continue
         mark = f" {failed}" if not check.passed else " (improved)" if check.improved else ""
         parts.append(escape_md(describe_check(check)) + mark)
+    if outcome.attribution:
+        parts.append("since the baseline: " + escape_md(", ".join(outcome.attribution)))
     return "<br>".join(parts) or "within tolerance"
 
 
@@ -112,7 +116,12 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
     return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
-def _verdict(rows: Sequence[Row], accepted_reason: str | None) -> str:
+def _all_compared(outcomes: Sequence[Outcome]) -> bool:
+    """No evaluation skipped a baseline comparison it could have had."""
+    return not any(o.baseline in ("mismatch", "noisy", "estimated", "missing") for o in outcomes)
+
+
+def _verdict(rows: Sequence[Row], accepted_reason: str | None, interrupted: int | None) -> str:
     if not rows:
         return "No energy evaluations ran."
     outcomes = [outcome for _, outcome in rows]
@@ -125,7 +134,11 @@ def _verdict(rows: Sequence[Row], accepted_reason: str | None) -> str:
     reason = accepted_reason or next(
         (o.accepted_reason for o in outcomes if o.accepted_reason), None
     )
-    if failed:
+    if interrupted is not None:
+        ran = tests_ran(rows)
+        line = f"{_ICONS['accepted']} **Interrupted**: {ran} of {interrupted} energy tests ran"
+        line += f"; {failed} failed" if failed else ""
+    elif failed:
         found = [_plural(regressions, "regression")] if regressions else []
         found += [_plural(breaches, "budget breach", "budget breaches")] if breaches else []
         line = f"{_ICONS['fail']} **{', '.join(found) or 'failed'}** in {failed} of {tests}"
@@ -135,8 +148,9 @@ def _verdict(rows: Sequence[Row], accepted_reason: str | None) -> str:
             f"in {accepted} of {tests} reported without failing"
         )
     else:
-        line = f"{_ICONS['pass']} **Pass**: {tests} within budgets and baseline tolerance"
-    if failed and accepted:
+        within = "budgets and baseline tolerance" if _all_compared(outcomes) else "budgets"
+        line = f"{_ICONS['pass']} **Pass**: {tests} within {within}"
+    if failed and accepted and interrupted is None:
         line += f"; {accepted} accepted"
     if improvements:
         line += f"; {_plural(improvements, 'improvement')}"
@@ -144,7 +158,8 @@ def _verdict(rows: Sequence[Row], accepted_reason: str | None) -> str:
         if len(reason) > _MAX_REASON_CHARS:
             reason = reason[:_MAX_REASON_CHARS] + "\N{HORIZONTAL ELLIPSIS}"
         line += f". Reason: {escape_md(reason)}"
-    return line
+    counts = comparison_summary(outcomes)
+    return line + (f". Baseline: {counts}." if counts else "")
 
 
 def _main_table(rows: Sequence[Row], base: dict[str, EvalResult] | None) -> list[str]:
@@ -309,8 +324,12 @@ def render_markdown(
     plots: Sequence[str] = (),
     max_chars: int = GITHUB_COMMENT_LIMIT,
     plugin_version: str | None = None,
+    interrupted: int | None = None,
 ) -> str:
     """The markdown report of ``rows``, at most ``max_chars`` characters.
+
+    ``interrupted`` is the number of energy tests selected in a run that was
+    interrupted: the verdict then says how many ran instead of ``Pass``.
 
     With ``base_rows`` (the results of the base branch) the change column
     compares with them instead of the run's baseline checks. ``plots`` are
@@ -320,7 +339,7 @@ def render_markdown(
     """
     ordered = sorted_rows(rows)
     base = None if base_rows is None else {r.test_id: r for r, _ in base_rows}
-    head = [MARKER, "### pytest-energy report", "", _verdict(ordered, accepted_reason)]
+    head = [MARKER, "### pytest-energy report", "", _verdict(ordered, accepted_reason, interrupted)]
     table = _main_table(ordered, base) if ordered else []
     optional = {
         "footnotes": _footnotes(ordered, base),

@@ -21,7 +21,10 @@ indented by two spaces, ending in a newline, written atomically::
           "details": {...},                  # strategy-specific extras
           "outcome": {                       # what the checks concluded (Outcome.to_dict())
             "status": "pass" | "fail" | "accepted",
-            "baseline": "compared" | "missing" | "mismatch" | "estimated" | "updated" | "off",
+            "baseline": "compared" | "missing" | "mismatch" | "estimated" | "noisy"
+                        | "updated" | "off",
+            "attribution": ["transformers 5.24.0 -> 5.25.0", ...],  # soft fields changed
+            "noise": "CV 31%",               # why a comparison was too noisy, or null
             "checks": [{"kind", "metric", "value", "limit", "passed", "message",
                         "change", "tolerance", "statistic", "improved"}, ...],
             "notes": [...], "accepted_reason": null
@@ -54,7 +57,7 @@ from pytest_energy.report import Row, sorted_rows
 SCHEMA = "pytest-energy/results"
 VERSION = 1
 _STATUSES = ("pass", "fail", "accepted")
-_BASELINE_STATES = ("compared", "missing", "mismatch", "estimated", "updated", "off")
+_BASELINE_STATES = ("compared", "missing", "mismatch", "estimated", "noisy", "updated", "off")
 
 
 class ResultsError(EnergyError):

@@ -1,0 +1,139 @@
+"""The verdict of one evaluation: budgets, then the baseline comparison.
+
+:func:`judge` runs every check the plugin makes for one result and
+:func:`decide` turns the checks into pass, fail or accepted. A baseline entry
+recorded on other hardware (a hard fingerprint field differs) or whose repeats
+vary more than the tolerance allows (``too noisy to compare``) is not compared
+on energy; software versions that changed are attributed, and compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytest_energy.baseline import BaselineEntry, baseline_mismatch
+from pytest_energy.budgets import Budgets, check_budgets
+from pytest_energy.fingerprint import soft_changes
+from pytest_energy.gate import ALPHA, compare, comparison_notes
+from pytest_energy.metrics import EvalResult
+from pytest_energy.outcome import BaselineState, Check, Outcome, Status
+from pytest_energy.settings import Tolerance
+from pytest_energy.stats import coefficient_of_variation
+
+# Meters whose joules other processes on the CPU disturb, and how many cores of
+# other work make a measurement too noisy to compare.
+CPU_METERS = frozenset({"cpu-estimate", "rapl"})
+MAX_OTHER_LOAD = 0.5
+
+
+def decide(
+    checks: Sequence[Check],
+    accept_reason: str | None = None,
+    *,
+    baseline: BaselineState = "off",
+    notes: Sequence[str] = (),
+    baseline_problem: str | None = None,
+    attribution: Sequence[str] = (),
+    noise: str | None = None,
+) -> Outcome:
+    """The verdict: fail on any budget breach or regression.
+
+    ``--energy-accept REASON`` turns regressions (and a ``baseline_problem`` such as
+    a missing entry under strict baselines) into "accepted". Budget breaches are
+    never accepted: budgets are absolute limits written in the repository, so
+    changing one is a reviewed edit of the budgets file or marker.
+    """
+    breaches = [c for c in checks if c.kind == "budget" and not c.passed]
+    relative = [c for c in checks if c.kind == "baseline" and not c.passed]
+    all_notes = tuple(notes) + ((baseline_problem,) if baseline_problem else ())
+    status: Status
+    if breaches or ((relative or baseline_problem) and not accept_reason):
+        status = "fail"
+    elif relative or baseline_problem:
+        status = "accepted"
+    else:
+        status = "pass"
+    reason = accept_reason if status == "accepted" else None
+    return Outcome(status, tuple(checks), baseline, all_notes, reason, tuple(attribution), noise)
+
+
+def judge(
+    result: EvalResult,
+    *,
+    budgets: Budgets,
+    entry: BaselineEntry | None,
+    tolerance: Tolerance,
+    accept_reason: str | None = None,
+    update_baseline: bool = False,
+    strict_baseline: bool = False,
+    alpha: float = ALPHA,
+) -> Outcome:
+    """Everything the plugin checks for one evaluation: budgets, then the baseline."""
+    checks = list(check_budgets(result, budgets))
+    notes: list[str] = []
+    problem: str | None = None
+    state: BaselineState
+    if update_baseline:
+        state = "updated"
+        notes.append("baseline entry will be " + ("recorded" if entry is None else "refreshed"))
+    elif entry is None or (mismatch := baseline_mismatch(entry, result)) is not None:
+        if entry is None:
+            state = "missing"
+            why = "no baseline entry for this test; record one with --energy-update-baseline"
+        else:
+            state = "estimated" if entry.estimated != result.estimated else "mismatch"
+            why = mismatch or ""
+        if strict_baseline:
+            problem = why
+        else:
+            notes.append(why)
+    else:
+        tolerance = budgets.tolerance_or(tolerance)
+        noise = too_noisy(result, entry, tolerance)
+        state = "noisy" if noise else "compared"
+        notes.extend(comparison_notes(result, entry))
+        if noise:
+            notes.append(
+                f"too noisy to compare ({noise}): energy not compared, since such a run is no "
+                "evidence either way; measure on a quiet machine or with more repeats, or "
+                "raise the tolerance"
+            )
+        checks.extend(compare(result, entry, tolerance, alpha=alpha, energy=not noise))
+        return decide(
+            checks,
+            accept_reason,
+            baseline=state,
+            notes=notes,
+            attribution=soft_changes(entry.fingerprint, result.fingerprint),
+            noise=noise,
+        )
+    return decide(checks, accept_reason, baseline=state, notes=notes, baseline_problem=problem)
+
+
+def too_noisy(result: EvalResult, base: BaselineEntry, tolerance: Tolerance) -> str | None:
+    """Why the energy of ``result`` and ``base`` cannot be compared, or None.
+
+    The repeats of either side vary more than the tolerance (their coefficient of
+    variation, outliers set aside), or, for a meter of CPU energy, other
+    processes kept more than :data:`MAX_OTHER_LOAD` cores busy meanwhile: then
+    contention, not the code, sets the joules, and one session differs from the
+    next by more than any tolerance (4x was seen on a 2-core runner).
+    """
+    cvs = [result.energy_cv, coefficient_of_variation(base.samples.get("energy_j", ()))]
+    cv = max((c for c in cvs if c is not None), default=None)
+    if cv is not None and cv > tolerance.rel:
+        return f"CV {cv:.0%}"
+    load = result.other_load
+    if result.meter in CPU_METERS and load is not None and load > MAX_OTHER_LOAD:
+        return f"other load {load:.1f} cores"
+    return None
+
+
+def failure_message(outcome: Outcome) -> str | None:
+    """The one line for ``pytest.fail(..., pytrace=False)``, or None when nothing fails."""
+    if outcome.status != "fail":
+        return None
+    parts = [c.message for c in outcome.checks if not c.passed]
+    if not parts and outcome.notes:
+        parts = [outcome.notes[-1]]
+    return "; ".join(parts)
