@@ -104,6 +104,7 @@ class EnergyEval:
                 seed=seed,
                 generation=generation,
                 test_id=test_id,
+                marker_kwargs=marker.kwargs if marker else None,
             )
             return result, session.judge(result, marker.kwargs if marker else None)
 

@@ -202,7 +202,8 @@ def compare(
 
 
 def comparison_notes(result: EvalResult, base: BaselineEntry) -> tuple[str, ...]:
-    """Facts a reader of a comparison should know (changed model, strategy, questions)."""
+    """Facts a reader of a comparison should know (changed model, strategy, questions;
+    why ``--energy-repeats auto`` stopped where it did)."""
     notes = []
     if result.model != base.model:
         notes.append(f"model changed since the baseline: {base.model} -> {result.model}")
@@ -213,6 +214,9 @@ def comparison_notes(result: EvalResult, base: BaselineEntry) -> tuple[str, ...]
             f"question set differs from the baseline ({base.questions} vs {result.questions} "
             "questions): accuracy compared as independent samples, energy_j not compared"
         )
+    stop = result.details.get("repeats_stop")
+    if stop:
+        notes.append(f"--energy-repeats auto stopped: {stop} repeats")
     return tuple(notes)
 
 

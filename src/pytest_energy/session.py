@@ -16,10 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_energy.baseline import BaselineChanges, BaselineStore, entry_from_result
+from pytest_energy.baseline import (
+    BaselineChanges,
+    BaselineStore,
+    baseline_mismatch,
+    entry_from_result,
+)
 from pytest_energy.budgets import BudgetsFile
 from pytest_energy.errors import ConfigError, EnergyError
 from pytest_energy.files import unwritable
+from pytest_energy.gate import ALPHA
 from pytest_energy.locking import Notify, device_lock, shared_device_warned
 from pytest_energy.machine_load import LoadProbe
 from pytest_energy.meters.idle import net_energy_j
@@ -28,12 +34,17 @@ from pytest_energy.mmlu.questions import question_set_id
 from pytest_energy.notices import to_stderr, to_terminal
 from pytest_energy.outcome import Outcome
 from pytest_energy.selection import Selection
+from pytest_energy.sequential import SequentialRepeats
 from pytest_energy.settings import Settings
 from pytest_energy.verdict import failure_message, judge
 
 # Repeating a run inside one window stops here: a workload still too short
 # after that many runs is too small to measure with this meter.
 MAX_RUNS_PER_WINDOW = 64
+# --energy-repeats auto: the metric it watches, and the repeats a test without a
+# comparable baseline gets (the fewest that give the gate a noise estimate).
+SEQUENTIAL_METRIC = "j_per_question"
+AUTO_MIN_REPEATS = 3
 
 if TYPE_CHECKING:
     from pytest_energy.curves import Curve
@@ -217,8 +228,16 @@ class EnergySession:
         seed: int,
         generation: Mapping[str, Any],
         test_id: str = "",
+        marker_kwargs: Mapping[str, Any] | None = None,
     ) -> EvalResult:
-        """Run ``strategy`` with ``model`` on sampled questions, ``repeats`` times, measured."""
+        """Run ``strategy`` with ``model`` on sampled questions, ``repeats`` times, measured.
+
+        With ``--energy-repeats auto`` repeats are measured one at a time until
+        :class:`~pytest_energy.sequential.SequentialRepeats` finds the comparison
+        with the baseline decided (the tolerance is the test's own, from
+        ``marker_kwargs`` and the budgets file); why it stopped is in
+        ``details["repeats_stop"]``.
+        """
         from pytest_energy.engine import Ledger
         from pytest_energy.strategies import build_strategy, parse_strategy
 
@@ -233,23 +252,53 @@ class EnergySession:
             # the measured repeats when asked to.
             runner.run(engine, questions, Ledger(), seed=seed)
         records: tuple[QuestionRecord, ...] = ()
-        repeats = []
-        details: dict[str, Any] = {}
-        for _ in range(self.settings.repeats):
+        repeats: list[RepeatSample] = []
+        policy: SequentialRepeats | None = None
+        while True:
             answered, sample, details = self._measure(runner, engine, questions, seed)
             records = records or tuple(answered)
             repeats.append(sample)
-        return EvalResult(
-            model=engine.spec.label,
-            strategy=str(spec),
-            meter=self.meter.name,
-            estimated=self.meter.estimated,
-            records=records,
-            repeats=tuple(repeats),
-            fingerprint={**self.meter.fingerprint(), **engine.fingerprint()},
-            test_id=test_id,
-            details=details,
-            question_set=question_set_id(questions),
+            result = EvalResult(
+                model=engine.spec.label,
+                strategy=str(spec),
+                meter=self.meter.name,
+                estimated=self.meter.estimated,
+                records=records,
+                repeats=tuple(repeats),
+                fingerprint={**self.meter.fingerprint(), **engine.fingerprint()},
+                test_id=test_id,
+                details=details,
+                question_set=question_set_id(questions),
+            )
+            if self.settings.repeats != "auto":
+                if len(repeats) >= self.settings.repeats:
+                    return result
+                continue
+            policy = policy or self.repeat_policy(result, marker_kwargs)
+            stop = policy.reason(result.samples(SEQUENTIAL_METRIC))
+            if stop is not None:
+                details["repeats_stop"] = f"{stop} after {len(repeats)}"
+                return result
+
+    def repeat_policy(
+        self, result: EvalResult, marker_kwargs: Mapping[str, Any] | None
+    ) -> SequentialRepeats:
+        """The ``--energy-repeats auto`` policy for ``result``'s test.
+
+        Tested against the baseline entry's repeats of J/question when the entry
+        can be compared with this run (same hard fingerprint fields, questions
+        and meter kind); otherwise it stops at the minimum, as for a new test.
+        """
+        budgets = self.budgets.budgets_for(
+            result.test_id, result.model, result.strategy, marker_kwargs
+        )
+        tolerance = budgets.tolerance_or(self.settings.tolerance)
+        entry = self.baseline.get(result.test_id)
+        comparable = entry is not None and baseline_mismatch(entry, result) is None
+        base = entry.samples.get(SEQUENTIAL_METRIC) if comparable and entry else None
+        maximum = self.settings.max_repeats
+        return SequentialRepeats(
+            base, tolerance.rel, minimum=min(AUTO_MIN_REPEATS, maximum), maximum=maximum
         )
 
     def _measure(
@@ -344,6 +393,11 @@ class EnergySession:
         return self._curves[label]
 
     def judge(self, result: EvalResult, marker_kwargs: Mapping[str, Any] | None) -> Outcome:
+        """Budgets and baseline for ``result``; with ``--energy-repeats auto`` the rank
+        test runs at the threshold corrected for looking after every repeat."""
+        alpha = ALPHA
+        if self.settings.repeats == "auto":
+            alpha = self.repeat_policy(result, marker_kwargs).alpha
         budgets = self.budgets.budgets_for(
             result.test_id, result.model, result.strategy, marker_kwargs
         )
@@ -355,6 +409,7 @@ class EnergySession:
             accept_reason=self.settings.accept_reason,
             update_baseline=self.settings.update_baseline,
             strict_baseline=self.settings.strict_baseline,
+            alpha=alpha,
         )
 
     @staticmethod

@@ -30,6 +30,8 @@ DEFAULT_LOCK_TIMEOUT_S = 600.0
 # (>= 95% detected, <= 1% false alarms in benchmarks/gate_quality.py); with one
 # the tolerance alone decides. Lower it where evaluations are slow.
 DEFAULT_REPEATS = 5
+# --energy-repeats auto: the most repeats it may take (pytest_energy.sequential).
+DEFAULT_MAX_REPEATS = 10
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -77,7 +79,8 @@ class Settings:
     baseline_path: Path = Path(DEFAULT_BASELINE)
     update_baseline: bool = False
     tolerance: Tolerance = field(default_factory=lambda: Tolerance(0.10))
-    repeats: int = DEFAULT_REPEATS
+    repeats: int | Literal["auto"] = DEFAULT_REPEATS
+    max_repeats: int = DEFAULT_MAX_REPEATS
     warmup: int = 0
     mmlu: str = DEFAULT_MMLU
     report_path: Path | None = None
@@ -191,7 +194,16 @@ class Settings:
                 "tolerance", Tolerance.parse, Tolerance(0.10), "give a percentage such as 10%"
             ),
             repeats=get(
-                "repeats", _positive_int, DEFAULT_REPEATS, "give a whole number of at least 1"
+                "repeats",
+                _repeats,
+                DEFAULT_REPEATS,
+                "give a whole number of at least 1, or auto",
+            ),
+            max_repeats=get(
+                "max-repeats",
+                _positive_int,
+                DEFAULT_MAX_REPEATS,
+                "give a whole number of at least 1 (the most repeats --energy-repeats auto takes)",
             ),
             warmup=get("warmup", _count, 0, "give a whole number of runs, 0 or more"),
             mmlu=get(
@@ -247,7 +259,11 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "baseline": ("baseline file (default .energy/baseline.json under rootdir)", True),
     "update-baseline": ("record or refresh baseline entries of the tests that ran", False),
     "tolerance": ("allowed regression before failing (default 10%)", True),
-    "repeats": ("measured repeats per evaluation (default 5: the gate's noise estimate)", True),
+    "repeats": (
+        "measured repeats per evaluation (default 5: the gate's noise estimate), or auto: "
+        "stop as soon as the baseline comparison is decided",
+        True,
+    ),
     "mmlu": ("MMLU source: CSV folder, JSONL/CSV/parquet file, or hf:cais/mmlu", True),
     "report": ("write a markdown report (for a pull-request comment)", True),
     "json": ("write machine-readable results", True),
@@ -258,6 +274,7 @@ INI_ONLY: dict[str, str] = {
     "cpu-watts-per-core": "cpu-estimate meter: watts drawn by one busy core (default 10)",
     "warmup": "unmeasured runs of each evaluation before its repeats (kernel compilation, "
     "caches; default 0)",
+    "max-repeats": "the most repeats --energy-repeats auto measures (default 10)",
     "strict-baseline": "fail tests that have no baseline entry (default false)",
     "batch-size": "evaluation batch size (default auto)",
     "device": "model device: auto, cpu, cuda, cuda:N (default auto)",
@@ -350,6 +367,11 @@ def _positive_int(value: Any) -> int:
     if number < 1:
         raise ValueError("must be at least 1")
     return number
+
+
+def _repeats(value: Any) -> int | Literal["auto"]:
+    text = str(value).strip().lower()
+    return "auto" if text == "auto" else _positive_int(text)
 
 
 def _count(value: Any) -> int:

@@ -132,6 +132,8 @@ def test_an_unset_command_line_option_falls_through_to_the_environment(tmp_path:
         ("device", "tpu", "use auto, cpu, cuda or cuda:N"),
         ("device", "cuda:x", "use auto, cpu, cuda or cuda:N"),
         ("lock-timeout", "0", "give a number of seconds, e.g. 600"),
+        ("repeats", "often", "give a whole number of at least 1, or auto"),
+        ("max-repeats", "0", "the most repeats --energy-repeats auto takes"),
     ],
 )
 def test_bad_environment_value_names_variable_value_and_fix(
@@ -329,6 +331,12 @@ def test_budget_from_environment_switches_energy_testing(
 def test_environment_can_switch_off_what_ini_switched_on(tmp_path: Path) -> None:
     settings = build(tmp_path, env={"PYTEST_ENERGY_BUDGET": "false"}, ini={"budget": "true"})
     assert settings.enabled is False
+
+
+def test_repeats_auto_and_its_maximum(tmp_path: Path) -> None:
+    assert build(tmp_path).max_repeats == 10
+    settings = build(tmp_path, cli={"repeats": " Auto"}, ini={"max-repeats": "6"})
+    assert (settings.repeats, settings.max_repeats) == ("auto", 6)
 
 
 def test_warmup_runs_are_counted_from_zero_and_never_negative(tmp_path: Path) -> None:
