@@ -21,13 +21,10 @@ from pytest_energy.report.terminal import (
     COMPACT_BELOW,
     NARROW_BELOW,
     HeaderInfo,
-    clean,
     render_header,
     render_terminal,
-    short_names,
-    shorten,
-    wrap_words,
 )
+from pytest_energy.report.terminal_text import clean, short_names, shorten, wrap_words
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("PYTEST_ENERGY_REGEN_GOLDEN") == "1"
