@@ -17,8 +17,8 @@ import pytest
 
 from pytest_energy.files import Output
 
-MeterName = Literal["auto", "nvml", "rapl", "cpu-estimate", "curve"]
-METER_NAMES: tuple[MeterName, ...] = ("auto", "nvml", "rapl", "cpu-estimate", "curve")
+MeterName = Literal["auto", "nvml", "rapl", "cpu-estimate", "curve", "dcgm"]
+METER_NAMES: tuple[MeterName, ...] = ("auto", "nvml", "rapl", "cpu-estimate", "curve", "dcgm")
 DEFAULT_BUDGETS_FILE = "energy-budgets.yaml"
 DEFAULT_BASELINE = ".energy/baseline.json"
 DEFAULT_MMLU = "hf:cais/mmlu"

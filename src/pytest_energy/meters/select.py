@@ -2,8 +2,10 @@
 
 ``auto`` tries ``nvml``, then ``rapl``, then falls back to ``cpu-estimate`` with
 one :class:`EnergyEstimateWarning` that says why each real meter was unavailable.
-A meter asked for by name never falls back: it works or raises a one-line
-:class:`~pytest_energy.errors.MeterError` with the fix.
+``dcgm`` (DCGM exporters of the nodes that serve a model) is never picked by
+``auto``: it needs ``energy_dcgm_urls``. A meter asked for by name never falls
+back: it works or raises a one-line :class:`~pytest_energy.errors.MeterError`
+with the fix.
 
 Shortest window: a stepped counter read at two arbitrary moments is off by up to
 one update period at each end, so a window of ``k`` periods carries at most
@@ -21,6 +23,7 @@ from typing import Any
 from pytest_energy.errors import MeterError
 from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.meters.cpu_estimate import CpuEstimateMeter
+from pytest_energy.meters.dcgm import DcgmMeter
 from pytest_energy.meters.nvml import NvmlMeter
 from pytest_energy.meters.rapl import RaplMeter
 from pytest_energy.settings import MeterName, Settings
@@ -44,7 +47,11 @@ def create_meter(name: MeterName, settings: Settings, *, nvml_module: Any = None
         return EnergyMeter(CpuEstimateMeter(settings.watts_per_core))
     if name == "curve":
         return _curve(settings)
-    raise MeterError(f"unknown meter {name!r}; choose auto, nvml, rapl, cpu-estimate or curve")
+    if name == "dcgm":
+        return _dcgm(settings)
+    raise MeterError(
+        f"unknown meter {name!r}; choose auto, nvml, rapl, cpu-estimate, curve or dcgm"
+    )
 
 
 def close_meter(meter: EnergyMeter) -> None:
@@ -64,6 +71,13 @@ def _nvml(settings: Settings, nvml_module: Any) -> EnergyMeter:
 def _rapl(settings: Settings) -> EnergyMeter:
     meter = RaplMeter(settings.powercap_root)
     return EnergyMeter(meter, min_window_s=MIN_WINDOW_PERIODS * meter.update_period_s)
+
+
+def _dcgm(settings: Settings) -> EnergyMeter:
+    meter = DcgmMeter(
+        settings.dcgm_urls, select=settings.dcgm_select, timeout_s=settings.request_timeout_s
+    )
+    return EnergyMeter(meter, min_window_s=MIN_WINDOW_PERIODS * meter.collect_interval_s)
 
 
 def _curve(settings: Settings) -> EnergyMeter:
