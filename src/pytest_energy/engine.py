@@ -9,77 +9,43 @@ than ``model.generate`` for three reasons that matter to energy figures:
 * rows that reach EOS leave the batch (their KV cache rows are dropped), so a
   finished answer stops costing compute;
 * ``samples=k`` computes the prompt once and expands the KV cache k times
-  (majority vote shares one prefill).
+  (majority vote shares one prefill);
+* prompts that begin with the same tokens (chat preamble, subject header, one
+  subject's few-shot examples) share one pass over that prefix: its KV cache
+  is computed once and each prompt's remaining tokens run on a copy of it
+  (:mod:`pytest_energy.prefixes` finds the groups, :mod:`.engine_cache` holds
+  the cache plumbing). ``share_prefixes = False`` computes every prompt in full.
 
 Token accounting: ``input_tokens`` counts the prompt's real tokens (padding
-excluded); ``output_tokens`` counts generated tokens up to and including the
-stop token (padding and anything after the stop never count).
+excluded); ``computed_input_tokens`` counts the prompt tokens the model really
+ran for that row: its own suffix, plus a shared prefix for the first member of
+its group only, so the computed tokens of a call sum to what was computed.
+``output_tokens`` counts generated tokens up to and including the stop token
+(padding and anything after the stop never count). Meter windows account
+computed tokens for prefill and the whole context for decode.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from pytest_energy.batching import (
-    GENERATE_PADDING,
-    SCORE_PADDING,
-    auto_batch_size,
-    plan_batches,
-)
+from pytest_energy.batching import GENERATE_PADDING, SCORE_PADDING, auto_batch_size
 from pytest_energy.decoding import DecodeState
-from pytest_energy.meters.base import EnergyMeter, Window
+from pytest_energy.engine_cache import Prefix, PromptPasses
+from pytest_energy.engine_results import (
+    ChoiceScores,
+    Force,
+    Generated,
+    Generation,
+    Ledger,
+    Scored,
+)
+from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.models import ModelSpec, load_model
-
-
-@dataclass
-class Ledger:
-    """Energy and time an evaluation spent, filled in by the engine's windows.
-
-    ``details`` holds what a strategy wants reported beside the metrics
-    (budgets per question, routing decisions).
-    """
-
-    prefill_j: float = 0.0
-    decode_j: float = 0.0
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
-    short_windows: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def energy_j(self) -> float:
-        return self.prefill_j + self.decode_j
-
-    def add(self, phase: str, window: Window) -> None:
-        if phase == "prefill":
-            self.prefill_j += window.energy_j
-            self.prefill_s += window.duration_s
-        else:
-            self.decode_j += window.energy_j
-            self.decode_s += window.duration_s
-        self.short_windows += window.short
-
-
-@dataclass(frozen=True)
-class Generation:
-    """One generated continuation."""
-
-    text: str
-    output_tokens: int  # generated tokens, plus the cue and answer token when forced
-    stopped: bool  # reached a stop token (false: ran out of max_new_tokens)
-    forced: tuple[float, ...] | None = None  # candidates' log-probabilities after the cue
-
-
-@dataclass(frozen=True)
-class Force:
-    """Force an answer where the token limit runs out: feed ``cue``, score ``candidates``."""
-
-    cue: str
-    candidates: tuple[str, ...]
+from pytest_energy.prefixes import MIN_SAVED_TOKENS, MIN_SHARED_TOKENS, SuffixBatch
 
 
 @dataclass(frozen=True)
@@ -90,24 +56,14 @@ class _Sampling:
     stop_at_eos: bool
 
 
-@dataclass(frozen=True)
-class Generated:
-    """The continuations of one prompt, and the prompt tokens computed for it."""
-
-    input_tokens: int
-    samples: tuple[Generation, ...]
-
-
-@dataclass(frozen=True)
-class Scored:
-    """Log-probabilities of each candidate continuation's first token after a prompt."""
-
-    input_tokens: int
-    logprobs: tuple[float, ...]
-
-
 class Engine:
-    """A loaded model with its tokenizer, measured by the session's meter."""
+    """A loaded model with its tokenizer, measured by the session's meter.
+
+    ``share_prefixes`` (default on) computes a prefix that many prompts of one
+    call share once; off, every prompt is computed in full (the reference path).
+    ``min_shared_tokens`` and ``min_saved_tokens`` tune when a prefix is worth
+    its own pass (see :mod:`pytest_energy.prefixes`).
+    """
 
     def __init__(
         self,
@@ -118,6 +74,7 @@ class Engine:
         device: str,
         meter: EnergyMeter,
         batch_size: int | None = None,
+        share_prefixes: bool = True,
     ) -> None:
         import torch
 
@@ -127,6 +84,9 @@ class Engine:
         self.tokenizer = tokenizer
         self.device = device
         self.meter = meter
+        self.share_prefixes = share_prefixes
+        self.min_shared_tokens = MIN_SHARED_TOKENS
+        self.min_saved_tokens = MIN_SAVED_TOKENS
         free = torch.cuda.mem_get_info(device)[0] if device.startswith("cuda") else None
         self.batch_size = batch_size or auto_batch_size(device, model.config, free)
         # Padded tokens one forward pass may take: prefill on a CPU is compute
@@ -139,22 +99,14 @@ class Engine:
         self.sync: Callable[[], None] | None = (
             torch.cuda.synchronize if device.startswith("cuda") else None
         )
-        # transformers renamed past_key_values to cache (5.x); only the last
-        # position's logits are needed, which saves a vocabulary-sized matmul
-        # per prompt token where the model supports it.
-        params = inspect.signature(model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
-        self._last_logits: dict[str, int] = (
-            {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        )
+        self._passes = PromptPasses(self)
         self._warm_up()
 
     def _warm_up(self) -> None:
         # The first forward pass pays one-off costs (kernel selection, memory
         # pools) that belong to no evaluation; run it outside any window.
-        enc = self._pad(self._tokenize(["warm up"]))
         with self._torch.inference_mode():
-            self.model(**enc, use_cache=False, **self._last_logits)
+            self._passes.forward(self._tokenize(["warm up"]), None, use_cache=False)
 
     @classmethod
     def load(
@@ -166,9 +118,18 @@ class Engine:
         batch_size: int | None = None,
         cache_dir: Any = None,
         dtype: str = "auto",
+        share_prefixes: bool = True,
     ) -> Engine:
         model, tokenizer = load_model(spec, device=device, cache_dir=cache_dir, dtype=dtype)
-        return cls(spec, model, tokenizer, device=device, meter=meter, batch_size=batch_size)
+        return cls(
+            spec,
+            model,
+            tokenizer,
+            device=device,
+            meter=meter,
+            batch_size=batch_size,
+            share_prefixes=share_prefixes,
+        )
 
     # -- prompts -------------------------------------------------------------
     @property
@@ -205,19 +166,59 @@ class Engine:
         ids = [self._first_token(c) for c in candidates]
         rows = self._tokenize(prompts)
         out: list[Scored | None] = [None] * len(prompts)
-        for batch in plan_batches(
-            [len(r) for r in rows], self.batch_size, self.token_budget, SCORE_PADDING
-        ):
-            enc = self._pad([rows[i] for i in batch])
-            lengths = [len(rows[i]) for i in batch]
-            with torch.inference_mode(), self.meter.window(self.sync, strict=False) as w:
-                logits = self.model(**enc, use_cache=False, **self._last_logits).logits[:, -1, :]
-                logprobs = torch.log_softmax(logits.float(), dim=-1)[:, ids].tolist()
-                for n in lengths:
+        for part, prefix in self._passes.batches(rows, self.batch_size, SCORE_PADDING, ledger):
+            with torch.inference_mode(), self._passes.measured("prefill", ledger) as w:
+                result = self._passes.forward(part.suffixes, prefix, use_cache=False)
+                logprobs = torch.log_softmax(result.logits.float(), dim=-1)[:, ids].tolist()
+                for suffix in part.suffixes:
+                    w.account("prefill", len(suffix), 0)
+            for row, i in enumerate(part.rows):
+                out[i] = Scored(
+                    part.input_tokens[row], part.computed_tokens[row], tuple(logprobs[row])
+                )
+        return [s for s in out if s is not None]
+
+    def score_choices(
+        self, prompts: Sequence[str], choices: Sequence[Sequence[str]], ledger: Ledger
+    ) -> list[ChoiceScores]:
+        """Log-likelihood of each choice's whole text after its prompt (see :class:`ChoiceScores`).
+
+        Prompt and choice are tokenized apart and their ids concatenated (as
+        lm-evaluation-harness does): tokenizing prompt + choice together can
+        merge tokens across the boundary, and then the prompt's tokens are no
+        longer a prefix of the joint ones. Put the separating space in the
+        choice (``" " + text`` after ``Answer:``). Each prompt is computed once
+        (on a shared prefix, as in :meth:`score`); its choices run as one batch
+        on its cache.
+        """
+        if len(choices) != len(prompts):
+            raise ValueError(
+                f"score_choices: {len(prompts)} prompts but {len(choices)} choice lists"
+            )
+        torch = self._torch
+        rows = self._tokenize(prompts)
+        if any(not r for r in rows):
+            raise ValueError("score_choices: an empty prompt has no next-token distribution")
+        conts = [self._tokenize(list(c)) if c else [] for c in choices]
+        widest = max(1, max((len(c) for c in choices), default=1))
+        out: list[ChoiceScores | None] = [None] * len(prompts)
+        rows_per_batch = max(1, self.batch_size // widest)
+        for part, prefix in self._passes.batches(rows, rows_per_batch, SCORE_PADDING, ledger):
+            with torch.inference_mode(), self._passes.measured("prefill", ledger) as w:
+                result = self._passes.forward(part.suffixes, prefix, use_cache=True)
+                sums, fed = self._passes.continuations(result, [conts[i] for i in part.rows])
+                for n in [len(s) for s in part.suffixes] + fed:
                     w.account("prefill", n, 0)
-            ledger.add("prefill", w)
-            for row, i in enumerate(batch):
-                out[i] = Scored(int(lengths[row]), tuple(logprobs[row]))
+            for row, i in enumerate(part.rows):
+                lengths = tuple(len(c) for c in conts[i])
+                out[i] = ChoiceScores(
+                    input_tokens=part.input_tokens[row] + sum(lengths),
+                    computed_input_tokens=part.computed_tokens[row]
+                    + sum(max(0, n - 1) for n in lengths),
+                    logprobs=tuple(sums[row]),
+                    tokens=lengths,
+                    chars=tuple(len(text) for text in choices[i]),
+                )
         return [s for s in out if s is not None]
 
     # -- generation --------------------------------------------------------------
@@ -253,23 +254,19 @@ class Engine:
         rows = self._tokenize(prompts)
         out: list[Generated | None] = [None] * len(prompts)
         rows_per_batch = max(1, self.batch_size // samples)
-        for batch in plan_batches(
-            [len(r) for r in rows], rows_per_batch, self.token_budget, GENERATE_PADDING
-        ):
+        sampling = _Sampling(samples, temperature, gen, stop_at_eos)
+        for part, prefix in self._passes.batches(rows, rows_per_batch, GENERATE_PADDING, ledger):
             results = self._generate_batch(
-                [rows[i] for i in batch],
-                [limits[i] for i in batch],
-                ledger,
-                _Sampling(samples, temperature, gen, stop_at_eos),
-                force,
+                part, prefix, [limits[i] for i in part.rows], ledger, sampling, force
             )
-            for i, result in zip(batch, results, strict=True):
+            for i, result in zip(part.rows, results, strict=True):
                 out[i] = result
         return [g for g in out if g is not None]
 
     def _generate_batch(
         self,
-        prompts: list[list[int]],
+        part: SuffixBatch,
+        prefix: Prefix | None,
         limits: list[int],
         ledger: Ledger,
         sampling: _Sampling,
@@ -277,34 +274,28 @@ class Engine:
     ) -> list[Generated]:
         torch = self._torch
         samples = sampling.samples
-        enc = self._pad(prompts)
-        mask = enc["attention_mask"]
-        lengths = [len(p) for p in prompts]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        lengths = part.input_tokens
         stop = set(self.stop_ids) if sampling.stop_at_eos else set()
         cue = self._tokenize([force.cue])[0] if force else []
         candidates = [self._first_token(c) for c in force.candidates] if force else []
         with torch.inference_mode():
-            with self.meter.window(self.sync, strict=False) as w:
-                result = self.model(
-                    **enc, position_ids=positions, use_cache=True, **self._last_logits
-                )
-                for n in lengths:
-                    w.account("prefill", n, 0)
-            ledger.add("prefill", w)
-            cache, logits = getattr(result, self._cache_arg), result.logits[:, -1, :]
+            with self._passes.measured("prefill", ledger) as w:
+                result = self._passes.forward(part.suffixes, prefix, use_cache=True)
+                for suffix in part.suffixes:
+                    w.account("prefill", len(suffix), 0)
+            cache, logits = result.cache, result.logits
+            mask, last_pos = result.mask, result.last_pos
             if samples > 1:
                 # One prompt pass serves every sample: expand the cache, not the prompt.
                 cache.batch_repeat_interleave(samples)
                 logits = logits.repeat_interleave(samples, dim=0)
                 mask = mask.repeat_interleave(samples, dim=0)
-                positions = positions.repeat_interleave(samples, dim=0)
+                last_pos = last_pos.repeat_interleave(samples, dim=0)
             total = logits.shape[0]
             limit = [limits[r // samples] for r in range(total)]
             decode = DecodeState(total, cue_at=[0 if force and n == 0 else -1 for n in limit])
             active = list(range(total))
-            last_pos = positions[:, -1]
-            with self.meter.window(self.sync, strict=False) as w:
+            with self._passes.measured("decode", ledger) as w:
                 while active:
                     picked = self._pick(logits, sampling.temperature, sampling.generator)
                     feed, keep = decode.step(
@@ -324,15 +315,15 @@ class Engine:
                         attention_mask=mask,
                         position_ids=last_pos[:, None],
                         use_cache=True,
-                        **{self._cache_arg: cache},
+                        **{self._passes.cache_arg: cache},
                     ).logits[:, -1, :]
                 for r in range(total):
                     w.account("decode", lengths[r // samples], decode.output_tokens(r, cue))
-            ledger.add("decode", w)
         texts = self.tokenizer.batch_decode(decode.tokens, skip_special_tokens=True)
         return [
             Generated(
                 input_tokens=lengths[p],
+                computed_input_tokens=part.computed_tokens[p],
                 samples=tuple(
                     Generation(
                         texts[r],
@@ -343,7 +334,7 @@ class Engine:
                     for r in range(p * samples, (p + 1) * samples)
                 ),
             )
-            for p in range(len(prompts))
+            for p in range(len(part.suffixes))
         ]
 
     # -- helpers -------------------------------------------------------------------
@@ -357,18 +348,6 @@ class Engine:
     def _tokenize(self, prompts: Sequence[str]) -> list[list[int]]:
         ids: list[list[int]] = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
         return ids
-
-    def _pad(self, rows: Sequence[Sequence[int]]) -> dict[str, Any]:
-        """Left-padded ``input_ids`` and ``attention_mask`` tensors for ``rows``."""
-        torch = self._torch
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        ids = [[pad] * (width - len(r)) + list(r) for r in rows]
-        mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
-        return {
-            "input_ids": torch.tensor(ids, dtype=torch.long, device=self.device),
-            "attention_mask": torch.tensor(mask, dtype=torch.long, device=self.device),
-        }
 
     def _first_token(self, text: str) -> int:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -384,3 +363,14 @@ def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(int(v) for v in value)
     return ids
+
+
+__all__ = [
+    "ChoiceScores",
+    "Engine",
+    "Force",
+    "Generated",
+    "Generation",
+    "Ledger",
+    "Scored",
+]
