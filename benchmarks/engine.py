@@ -8,11 +8,18 @@ forward for letter scoring, ``model.generate`` for CoT, k separate
 cost and meter overhead. Prints a table and writes JSON with every figure as a
 ratio against its same-run baseline.
 
+``fiveshot``: MMLU 5-shot prompts (shots from ``dev/``), 16 seeded questions from
+each of four subjects, in float32: direct letter scoring with shared prefixes
+against the engine with sharing off and against a naive loop over full prompts,
+and greedy CoT (max 64 tokens) with shared prefixes against ``model.generate``
+per question. Targets: direct at least 3x naive, CoT at least 4x naive.
+
 The naive loop is slow (about 12 output tokens/s on 2 CPU cores), so it runs on
 ``--naive-questions`` of the sampled questions (a stratified subset of the
 same sample); questions per second are comparable, absolute times are not.
 
 Usage: python benchmarks/engine.py --mmlu ../shared/mmlu [--questions 64]
+       python benchmarks/engine.py --mmlu ../shared/mmlu --only fiveshot
 """
 
 from __future__ import annotations
@@ -30,6 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fiveshot import (  # benchmarks/ is on sys.path when this script runs
+    ANSWER_CUE,
+    FIVESHOT_SUBJECTS,
+    LETTER_CANDIDATES,
+    cot_user,
+    direct_user,
+    fiveshot,
+)
 
 from pytest_energy.engine import Engine, Ledger
 from pytest_energy.meters.base import EnergyMeter
@@ -37,12 +52,11 @@ from pytest_energy.meters.cpu_estimate import CpuEstimateMeter
 from pytest_energy.mmlu import Question, load_mmlu
 from pytest_energy.models import resolve_model
 from pytest_energy.strategies import StrategyContext, build_strategy, parse_strategy
-from pytest_energy.strategies.direct import LETTER_CANDIDATES
 from pytest_energy.strategies.extraction import extract_answer
-from pytest_energy.strategies.prompts import ANSWER_CUE, cot_user, direct_user
 from pytest_energy.strategies.voting import majority
 
 OUT = Path(__file__).parent / "results" / "engine.json"
+CASES = ("direct", "cot", "vote", "fiveshot", "load", "startup", "meter")
 
 
 def naive_direct(engine: Engine, questions: list[Question]) -> list[str]:
@@ -245,7 +259,18 @@ def main() -> None:
     parser.add_argument("--naive-questions", type=int, default=16)
     parser.add_argument("--cot-tokens", type=int, default=128)
     parser.add_argument("--vote-tokens", type=int, default=64)
-    parser.add_argument("--skip", nargs="*", default=[], help="direct cot vote load startup meter")
+    parser.add_argument("--skip", nargs="*", default=[], choices=CASES, help=" ".join(CASES))
+    parser.add_argument(
+        "--only", nargs="*", default=None, choices=CASES, help="run only these cases"
+    )
+    parser.add_argument(
+        "--fiveshot-subjects",
+        type=lambda text: text.split(","),
+        default=list(FIVESHOT_SUBJECTS),
+        help=f"subjects of the 5-shot case (default {','.join(FIVESHOT_SUBJECTS)})",
+    )
+    parser.add_argument("--fiveshot-per-subject", type=int, default=16)
+    parser.add_argument("--fiveshot-cot-tokens", type=int, default=64)
     parser.add_argument(
         "--dtypes",
         type=lambda text: text.split(","),
@@ -254,6 +279,8 @@ def main() -> None:
     )
     parser.add_argument("-o", "--output", type=Path, default=OUT)
     args = parser.parse_args()
+    if args.only is not None:
+        args.skip = [case for case in CASES if case not in args.only]
 
     questions = list(load_mmlu(args.mmlu).sample(args.questions, seed=0))
     subset = stratified_subset(questions, args.naive_questions)
@@ -307,6 +334,15 @@ def main() -> None:
         )
         report["vote"]["prompt_tokens_computed_over_prompt"] = prompt_tokens_computed(
             engine, subset
+        )
+    if "fiveshot" not in args.skip:
+        report["fiveshot"] = fiveshot(
+            plain,
+            args.mmlu,
+            args.fiveshot_subjects,
+            args.fiveshot_per_subject,
+            args.naive_questions,
+            args.fiveshot_cot_tokens,
         )
     if "load" not in args.skip:
         report["load"] = load_times("smollm2-135m")
