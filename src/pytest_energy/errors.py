@@ -37,3 +37,7 @@ class BaselineError(EnergyError):
 
 class WindowTooShort(MeasurementError):
     """A window shorter than the meter can resolve: extend it by repeating the workload."""
+
+
+class ServerError(EnergyError):
+    """A served model (an OpenAI-compatible URL) that cannot be reached or answers unusably."""

@@ -33,6 +33,7 @@ SOFT_FIELDS = frozenset(
         "cuda_driver",
         "pytest_energy",
         "persistence_mode",
+        "server_version",
     }
 )
 

@@ -42,6 +42,11 @@ def resolve_model(spec: str, *, rootdir: Path | None = None) -> ModelSpec:
             "model spec is empty; give a Hugging Face id, a folder, a .gguf file "
             f"or {SMOLLM2_ALIAS!r}"
         )
+    if text.lower().startswith(("http://", "https://")):
+        raise ModelError(
+            f"model {text} is a served model's URL: the served backend opens it "
+            "(EnergySession.engine), it is not loaded as a local model"
+        )
     if text.lower() == SMOLLM2_ALIAS:
         return _smollm2()
     path = Path(text).expanduser()
@@ -163,6 +168,29 @@ def load_model(
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def load_tokenizer(spec: ModelSpec) -> Any:
+    """Only the tokenizer of ``spec`` (a served model rendered with its chat template).
+
+    A GGUF file's tokenizer is read from the file's metadata; nothing is
+    de-quantised. A tokenizer that cannot be loaded is a one-line ``ModelError``.
+    """
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        raise ModelError(
+            f"the tokenizer of {spec.label} needs transformers ({exc.name}); "
+            "pip install 'pytest-energy[model]'"
+        ) from None
+    extra = {"gguf_file": spec.gguf_file} if spec.gguf_file is not None else {}
+    try:
+        return AutoTokenizer.from_pretrained(spec.location, **extra)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load the tokenizer of {spec.label} from {spec.location}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
 
 
 def _save_pretrained(loaded: tuple[Any, Any], folder: Path) -> None:

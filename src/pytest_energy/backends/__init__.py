@@ -1,0 +1,137 @@
+"""Backends: what runs the model, behind the one protocol the strategies call.
+
+A strategy never knows which backend runs it, and a backend never knows which
+strategy asked. Two backends implement :class:`Backend`:
+
+* the in-process transformers engine (:class:`pytest_energy.engine.Engine`,
+  the embedded default: a Hugging Face id, a folder, a ``.gguf`` file or the
+  alias ``smollm2-135m``);
+* a served model (:class:`pytest_energy.backends.openai.OpenAIBackend`): a
+  model spec that is the URL of an OpenAI-compatible API,
+  ``http(s)://HOST:PORT/v1[#NAME]`` (vLLM, SGLang, TGI, llama.cpp,
+  llama-cpp-python). It needs ``pip install 'pytest-energy[served]'`` (httpx).
+
+Importing this package imports neither torch nor httpx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from pytest_energy.backends.server import is_served
+from pytest_energy.models import ModelSpec, resolve_model
+
+if TYPE_CHECKING:
+    from pytest_energy.engine import Engine
+    from pytest_energy.engine_results import ChoiceScores, Force, Generated, Ledger, Scored
+    from pytest_energy.meters.base import EnergyMeter
+    from pytest_energy.settings import Settings
+
+
+class Backend(Protocol):
+    """What strategies, the prompt renderer and calibration call on a model.
+
+    - ``spec.label`` names the model in results and routing.
+    - ``meter`` is the session's meter; each call below measures its own phase
+      windows on it and adds them to the ``ledger`` (``prefill`` for scoring,
+      ``decode`` for generation), accounting the tokens it processed.
+    - ``sync`` is called around meter readings (CUDA synchronisation in
+      process; None for a served model).
+    - ``has_chat_template`` and ``tokenizer.apply_chat_template`` render chat
+      prompts; ``count_tokens`` counts a text's tokens (budgets, routing).
+    - ``fingerprint()`` describes the software that ran the model (model,
+      backend, versions) for baselines.
+    - ``score``: the log-probability of each candidate's first token as the next
+      token of each prompt (:class:`~pytest_energy.engine_results.Scored`).
+    - ``score_choices``: the summed log-probability of each continuation's tokens
+      after its prompt, with token and character counts (cloze scoring).
+    - ``generate``: ``samples`` continuations per prompt of up to
+      ``max_new_tokens`` tokens (one limit or one per prompt), greedy at
+      temperature 0, seeded otherwise; with ``force``, a sample that runs out of
+      tokens is given the cue and its candidates are scored.
+
+    Every result carries ``input_tokens`` (what the prompt conditioned on) and
+    ``computed_input_tokens`` (prompt tokens really computed for it).
+    """
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    @property
+    def meter(self) -> EnergyMeter: ...
+
+    @property
+    def sync(self) -> Callable[[], None] | None: ...
+
+    @property
+    def has_chat_template(self) -> bool: ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def fingerprint(self) -> dict[str, str]: ...
+
+    def score(
+        self, prompts: Sequence[str], candidates: Sequence[str], ledger: Ledger
+    ) -> list[Scored]: ...
+
+    def score_choices(
+        self, prompts: Sequence[str], choices: Sequence[Sequence[str]], ledger: Ledger
+    ) -> list[ChoiceScores]: ...
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        ledger: Ledger,
+        *,
+        max_new_tokens: int | Sequence[int],
+        samples: int = 1,
+        temperature: float = 0.0,
+        seed: int = 0,
+        stop_at_eos: bool = True,
+        force: Force | None = None,
+    ) -> list[Generated]: ...
+
+
+def model_spec(model: str, rootdir: Path | None) -> ModelSpec:
+    """The spec of a served model (its URL as given: the session's key) or of a
+    local one (:func:`~pytest_energy.models.resolve_model`)."""
+    if is_served(model):
+        return ModelSpec(label=model.strip(), location=model.strip())
+    return resolve_model(model, rootdir=rootdir)
+
+
+def open_served(spec: ModelSpec, settings: Settings, meter: EnergyMeter) -> Engine:
+    """Connect to the served model ``spec`` with the session's settings and meter.
+
+    Typed as the :class:`~pytest_energy.engine.Engine` that the strategies are
+    annotated with; both satisfy :class:`Backend`, which is all they call.
+    """
+    from pytest_energy.backends.openai import OpenAIBackend
+
+    backend = OpenAIBackend.connect(
+        spec.location,
+        meter=meter,
+        concurrency=settings.concurrency,
+        timeout_s=settings.request_timeout_s,
+        rootdir=settings.rootdir,
+    )
+    return cast("Engine", backend)
+
+
+if TYPE_CHECKING:
+    from pytest_energy.backends.openai import OpenAIBackend
+
+    # Checked by mypy: both backends satisfy the protocol.
+    def _engine_is_a_backend(engine: Engine) -> Backend:
+        return engine
+
+    def _served_is_a_backend(backend: OpenAIBackend) -> Backend:
+        return backend
+
+
+__all__ = ["Backend", "is_served", "model_spec", "open_served"]
