@@ -10,7 +10,7 @@ instead of the in-process engine. What each call sends:
   is known; vLLM also gets ``logprob_token_ids`` (the candidates' ids). A
   candidate outside the top-k scores minus infinity and is counted in
   ``details["letters_missing"]``.
-* ``score_choices`` (cloze): vLLM's ``prompt_logprobs`` on the prompt's and the
+* ``score_choices`` (cloze, :mod:`.cloze`): vLLM's ``prompt_logprobs`` on the prompt's and the
   choice's token ids; other servers ``echo`` with ``logprobs``, checked once
   per session against a next-token request for the same position (a shifted
   or ignored echo is an error, never a score).
@@ -31,24 +31,20 @@ call is one phase window of the session's meter (``prefill`` for scoring,
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pytest_energy.backends.cloze import Cloze
 from pytest_energy.backends.http import RETRY_DELAYS_S, Calls, ServerClient
 from pytest_energy.backends.responses import (
     Usage,
     candidate_logprobs,
     choices_of,
     completion_token_counts,
-    echo_problem,
-    echoed_continuation,
-    echoed_tokens,
     first_top_logprobs,
-    prompt_logprobs_sum,
     usage_of,
 )
 from pytest_energy.backends.server import ServedModel, ServerInfo, discover, parse_served
@@ -96,8 +92,8 @@ class OpenAIBackend:
         self.tokens = tokens
         self.meter = meter
         self.spec = ModelSpec(label=served.label(info.model_id), location=served.base_url)
-        self._completions = f"{served.base_url}/completions"
-        self._echo_checked = False
+        self.completions_url = f"{served.base_url}/completions"
+        self._cloze = Cloze(self)
 
     @classmethod
     def connect(
@@ -164,118 +160,21 @@ class OpenAIBackend:
     ) -> list[Scored]:
         """Log-probability of each candidate's first token as the next token of each prompt."""
         keys = [self.tokens.key(c) for c in candidates]
-        fields = self._next_token_fields(tuple(candidates))
+        fields = self.next_token_fields(tuple(candidates))
 
         async def one(calls: Calls, prompt: str) -> tuple[tuple[Scored, int], list[Usage]]:
             values, missing, usage = await self._next_token(calls, prompt, keys, fields)
             return (Scored(usage.prompt_tokens, usage.computed_tokens, values), missing), [usage]
 
-        done = self._measured(
-            "prefill", ledger, [functools.partial(one, prompt=p) for p in prompts]
-        )
+        done = self.measured("prefill", ledger, [functools.partial(one, prompt=p) for p in prompts])
         _count_missing(ledger, sum(missing for _, missing in done))
         return [scored for scored, _ in done]
 
     def score_choices(
         self, prompts: Sequence[str], choices: Sequence[Sequence[str]], ledger: Ledger
     ) -> list[ChoiceScores]:
-        """Log-likelihood of each choice's text after its prompt (cloze scoring)."""
-        if len(choices) != len(prompts):
-            raise ValueError(
-                f"score_choices: {len(prompts)} prompts but {len(choices)} choice lists"
-            )
-        if not prompts:
-            return []
-        jobs: list[Job[ChoiceScores]]
-        if self.info.kind == "vllm":
-            ids = [
-                (self.tokens.ids(p), [self.tokens.ids(c) for c in cs])
-                for p, cs in zip(prompts, choices, strict=True)
-            ]
-            jobs = [
-                functools.partial(self._cloze_ids, prompt=p, conts=c, chars=[len(t) for t in cs])
-                for (p, c), cs in zip(ids, choices, strict=True)
-            ]
-        else:
-            self._check_echo(prompts[0] + choices[0][0])
-            jobs = [
-                functools.partial(self._cloze_echo, prompt=p, conts=list(cs))
-                for p, cs in zip(prompts, choices, strict=True)
-            ]
-        return self._measured("prefill", ledger, jobs)
-
-    async def _cloze_echo(
-        self, calls: Calls, prompt: str, conts: list[str]
-    ) -> tuple[ChoiceScores, list[Usage]]:
-        fields = {"echo": True, "max_tokens": 1, "temperature": 0.0, "logprobs": 1}
-        bodies = await asyncio.gather(
-            *(calls.post_json(self._completions, self._body(prompt + c, fields)) for c in conts)
-        )
-        usages = [usage_of(b, self.info.label) for b in bodies]
-        scored = [
-            echoed_continuation(choices_of(b, self.info.label)[0], u, len(prompt), self.info.label)
-            for b, u in zip(bodies, usages, strict=True)
-        ]
-        lengths = tuple(n for _, n in scored)
-        prompt_tokens = usages[0].prompt_tokens - lengths[0] if conts else 0
-        return ChoiceScores(
-            input_tokens=prompt_tokens + sum(lengths),
-            computed_input_tokens=sum(u.computed_tokens for u in usages),
-            logprobs=tuple(total for total, _ in scored),
-            tokens=lengths,
-            chars=tuple(len(c) for c in conts),
-        ), usages
-
-    async def _cloze_ids(
-        self, calls: Calls, prompt: list[int], conts: list[list[int]], chars: list[int]
-    ) -> tuple[ChoiceScores, list[Usage]]:
-        fields = {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 1}
-        bodies = await asyncio.gather(
-            *(calls.post_json(self._completions, self._body(prompt + c, fields)) for c in conts)
-        )
-        label = self.info.label
-        usages = [usage_of(b, label) for b in bodies]
-        sums = [
-            prompt_logprobs_sum(choices_of(b, label)[0], prompt + c, len(prompt), label)
-            for b, c in zip(bodies, conts, strict=True)
-        ]
-        return ChoiceScores(
-            input_tokens=len(prompt) + sum(len(c) for c in conts),
-            computed_input_tokens=sum(u.computed_tokens for u in usages),
-            logprobs=tuple(sums),
-            tokens=tuple(len(c) for c in conts),
-            chars=tuple(chars),
-        ), usages
-
-    def _check_echo(self, text: str) -> None:
-        """Once per backend: do echoed prompt log-probabilities describe the right positions?"""
-        if self._echo_checked:
-            return
-        label = self.info.label
-        fields = {"echo": True, "max_tokens": 1, "temperature": 0.0, "logprobs": 1}
-
-        async def check(calls: Calls) -> str | None:
-            body = await calls.post_json(self._completions, self._body(text, fields))
-            usage = usage_of(body, label)
-            choice = choices_of(body, label)[0]
-            tokens = echoed_tokens(choice, usage)
-            shorter_next: dict[str, float] = {}
-            if tokens and len(tokens) > 1 and text.endswith(tokens[-1]) and tokens[-1]:
-                shorter = await calls.post_json(
-                    self._completions,
-                    self._body(text[: -len(tokens[-1])], self._next_token_fields(())),
-                )
-                shorter_next = first_top_logprobs(choices_of(shorter, label)[0], label)
-            return echo_problem(choice, usage, text, shorter_next)
-
-        problem = self.client.run([check])[0]
-        if problem is not None:
-            raise ServerError(
-                f"{label} cannot score direct:score=cloze: {problem} (llama-cpp-python issue "
-                "#1983; llama.cpp's server ignores echo); use direct (score=letters), a vLLM "
-                "server (prompt_logprobs), or the in-process backend"
-            )
-        self._echo_checked = True
+        """Log-likelihood of each choice's text after its prompt (cloze, :mod:`.cloze`)."""
+        return self._cloze.score_choices(prompts, choices, ledger)
 
     # -- generation ---------------------------------------------------------------------
     def generate(
@@ -304,7 +203,7 @@ class OpenAIBackend:
         if not stop_at_eos:
             fields |= self._eos_ignored()
         keys = [self.tokens.key(c) for c in force.candidates] if force else []
-        forcing = self._next_token_fields(force.candidates) if force else {}
+        forcing = self.next_token_fields(force.candidates) if force else {}
         jobs = []
         for prompt, limit in zip(prompts, limits, strict=True):
             draw = _Draw(limit, samples, temperature, seed, fields, exact=not stop_at_eos)
@@ -318,7 +217,7 @@ class OpenAIBackend:
                     force=(force, keys, forcing) if force else None,
                 )
             )
-        done = self._measured("decode", ledger, jobs)
+        done = self.measured("decode", ledger, jobs)
         _count_missing(ledger, sum(missing for _, missing in done), force is not None)
         return [generated for generated, _ in done]
 
@@ -346,7 +245,7 @@ class OpenAIBackend:
                 fields["logprobs"] = 1  # each sample's tokens, to count them
             if draw.exact:
                 fields["min_tokens"] = draw.max_tokens
-            body = await calls.post_json(self._completions, self._body(prompt, fields))
+            body = await calls.post_json(self.completions_url, self.request_body(prompt, fields))
             usage = usage_of(body, label)
             choices = choices_of(body, label)[:want]
             counts = completion_token_counts(choices, usage, label)
@@ -378,13 +277,13 @@ class OpenAIBackend:
         return (Generated(input_tokens, computed, tuple(out)), missing), usages
 
     # -- requests -------------------------------------------------------------------------
-    def _body(self, prompt: str | list[int], fields: dict[str, Any]) -> dict[str, Any]:
+    def request_body(self, prompt: str | list[int], fields: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.info.model_id, "prompt": prompt, **fields}
         if self.info.kind == "vllm":
             body["add_special_tokens"] = False  # the prompt is rendered in full, as in-process
         return body
 
-    def _next_token_fields(self, candidates: tuple[str, ...]) -> dict[str, Any]:
+    def next_token_fields(self, candidates: tuple[str, ...]) -> dict[str, Any]:
         fields: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0, "logprobs": TOP_LOGPROBS}
         banned = self.tokens.banned()
         if banned:
@@ -407,13 +306,13 @@ class OpenAIBackend:
     async def _next_token(
         self, calls: Calls, prompt: str, keys: Sequence[str], fields: dict[str, Any]
     ) -> tuple[tuple[float, ...], int, Usage]:
-        body = await calls.post_json(self._completions, self._body(prompt, fields))
+        body = await calls.post_json(self.completions_url, self.request_body(prompt, fields))
         usage = usage_of(body, self.info.label)
         top = first_top_logprobs(choices_of(body, self.info.label)[0], self.info.label)
         values, missing = candidate_logprobs(top, keys)
         return values, missing, usage
 
-    def _measured(self, phase: Phase, ledger: Ledger, jobs: Sequence[Job[T]]) -> list[T]:
+    def measured(self, phase: Phase, ledger: Ledger, jobs: Sequence[Job[T]]) -> list[T]:
         """Run ``jobs`` concurrently inside one phase window, accounting usage's tokens."""
         with self.meter.window(None, strict=False) as window:
             done = self.client.run(jobs)
