@@ -202,11 +202,13 @@ class EnergySession:
 
     def engine(self, model: str) -> Engine:
         """The session's one engine for ``model`` (loaded on first use)."""
+        from pytest_energy.backends import is_served, model_spec, open_served
         from pytest_energy.engine import Engine
-        from pytest_energy.models import resolve_model
 
-        spec = resolve_model(model, rootdir=self.settings.rootdir)
-        if spec not in self._engines:
+        spec = model_spec(model, self.settings.rootdir)
+        if spec not in self._engines and is_served(spec.location):
+            self._engines[spec] = open_served(spec, self.settings, self.meter)
+        elif spec not in self._engines:
             self._engines[spec] = Engine.load(
                 spec,
                 device=self.device,
