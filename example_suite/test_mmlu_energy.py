@@ -36,6 +36,23 @@ def test_strategy_energy(evaluate, strategy):
         assert result.output_tokens > result.questions
 
 
+def test_five_shot_prompt_buys_accuracy_with_input_tokens(evaluate):
+    """Zero-shot against the budgets file's five-shot prompt, on the same questions."""
+    zero = evaluate("direct")
+    five = evaluate("direct", prompt="five-shot")
+    assert five.input_tokens > 3 * zero.input_tokens
+    # The shots of one subject are a shared prefix, computed once per subject.
+    assert five.computed_input_tokens < five.input_tokens
+
+
+def test_cloze_scoring_reads_every_choice(evaluate):
+    """Letters against cloze: cloze scores each choice's text, so it reads more tokens."""
+    letters = evaluate("direct")
+    cloze = evaluate("direct:score=cloze")
+    assert cloze.input_tokens > letters.input_tokens
+    assert cloze.output_tokens == 0  # nothing is generated
+
+
 def test_budget_caps_reasoning_tokens(evaluate):
     """Controlled reasoning spends fewer tokens than unbounded chain-of-thought."""
     unbounded = evaluate("cot:max_tokens=48")

@@ -68,6 +68,8 @@ def make_result(
     details: Mapping[str, Any] | None = None,
     question_set: str | None = None,
     other_load: float | Sequence[float] | None = None,
+    sampled: bool = False,
+    prompt: Mapping[str, Any] | None = None,
 ) -> EvalResult:
     """An :class:`EvalResult` with one repeat per value of ``energy_j``.
 
@@ -99,6 +101,8 @@ def make_result(
         test_id=test_id,
         details=dict(details or {}),
         question_set=records_id(records) if question_set is None else question_set,
+        sampled=sampled,
+        prompt=dict(prompt or {}),
     )
 
 

@@ -2,4 +2,7 @@
 
 from __future__ import annotations
 
+from pytest_energy.prompts import Prompt
+
 __version__ = "0.1.0"
+__all__ = ["Prompt", "__version__"]

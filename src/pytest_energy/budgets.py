@@ -19,6 +19,10 @@ class, while an exact id always matches literally), ``model`` and ``strategy``
 (exact or glob; a strategy pattern without ``:`` also matches the strategy's name,
 so ``cot`` matches ``cot:max_tokens=256``). Every selector given must match.
 
+A top-level ``prompts:`` mapping names prompts (``NAME: {shots: 5, ...}``, the
+fields of :class:`pytest_energy.prompts.Prompt`) that tests select with
+``prompt=NAME``.
+
 Precedence, lowest first: ``defaults`` < matching ``tests`` entries in file order <
 the marker's keyword arguments. A tolerance missing from all of them falls back
 to ``--energy-tolerance``.
@@ -27,19 +31,18 @@ to ``--energy-tolerance``.
 from __future__ import annotations
 
 import difflib
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pytest_energy.budget_values import VALIDATORS, Where, kind_of
 from pytest_energy.errors import ConfigError
 from pytest_energy.files import read_text
-from pytest_energy.metrics import EvalResult
-from pytest_energy.outcome import Check
+from pytest_energy.prompts import Prompt, prompt_from_mapping
 from pytest_energy.settings import Tolerance
 
 BUDGET_KEYS = (
@@ -50,7 +53,7 @@ BUDGET_KEYS = (
     "tolerance",
 )
 SELECTOR_KEYS = ("match", "model", "strategy")
-TOP_KEYS = ("defaults", "tests")
+TOP_KEYS = ("defaults", "tests", "prompts")
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class BudgetsFile:
     path: Path | None = None
     defaults: Budgets = Budgets()
     rules: tuple[BudgetRule, ...] = ()
+    # Named prompts (``prompts:``), by name; see pytest_energy.prompts.
+    prompts: Mapping[str, Prompt] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> BudgetsFile:
@@ -140,9 +145,9 @@ class BudgetsFile:
         if not isinstance(data, Mapping):
             raise ConfigError(
                 f"{path}: the budgets file must be a mapping with 'defaults' and/or 'tests', "
-                f"got {_kind(data)}; see the example in the pytest-energy README"
+                f"got {kind_of(data)}; see the example in the pytest-energy README"
             )
-        where = _Where(str(path))
+        where = Where(str(path))
         for key in data:
             _check_key(where, str(key), TOP_KEYS)
         defaults = Budgets()
@@ -151,7 +156,7 @@ class BudgetsFile:
             if not isinstance(raw, Mapping):
                 raise where.error(
                     "defaults",
-                    f"must be a mapping of budgets, got {_kind(raw)}",
+                    f"must be a mapping of budgets, got {kind_of(raw)}",
                     f"allowed keys: {', '.join(BUDGET_KEYS)}",
                 )
             defaults = _parse_budgets(where, "defaults", raw, BUDGET_KEYS)
@@ -161,12 +166,12 @@ class BudgetsFile:
             if not isinstance(tests, list):
                 raise where.error(
                     "tests",
-                    f"must be a list of entries, got {_kind(tests)}",
+                    f"must be a list of entries, got {kind_of(tests)}",
                     "write each entry as '- match: ...' on its own line",
                 )
             for index, raw in enumerate(tests):
                 rules.append(_parse_rule(where, f"tests[{index}]", raw))
-        return cls(path=path, defaults=defaults, rules=tuple(rules))
+        return cls(path=path, defaults=defaults, rules=tuple(rules), prompts=_prompts(where, data))
 
     def budgets_for(
         self,
@@ -191,7 +196,7 @@ def marker_budgets(test_id: str, kwargs: Mapping[str, Any], args: Sequence[Any] 
     Budgets are keyword arguments only: a positional one (``energy(0.5)``) names
     no budget, so it is an error rather than silently no budget at all.
     """
-    where = _Where(f"{test_id}: @pytest.mark.energy")
+    where = Where(f"{test_id}: @pytest.mark.energy")
     if args:
         shown = ", ".join(repr(arg) for arg in args)
         plural = len(args) > 1
@@ -212,82 +217,14 @@ def marker_budgets(test_id: str, kwargs: Mapping[str, Any], args: Sequence[Any] 
     return _parse_budgets(where, "", kwargs, BUDGET_KEYS)
 
 
-def check_budgets(result: EvalResult, budgets: Budgets) -> tuple[Check, ...]:
-    """One Check per budget that is set (passed or breached), with one-line messages."""
-    where = f"({result.strategy}, {result.model}, meter={result.meter}" + (
-        ", estimated)" if result.estimated else ")"
-    )
-
-    def joules(x: float) -> str:
-        return f"{sig(x)} J"
-
-    def count(x: float) -> str:
-        return f"{x:.1f}"
-
-    ceilings: tuple[tuple[str, str, float | None, float | None, Callable[[float], str]], ...] = (
-        ("j_per_token", "energy per token", result.j_per_token, budgets.max_j_per_token, joules),
-        (
-            "j_per_question",
-            "energy per question",
-            result.j_per_question,
-            budgets.max_j_per_question,
-            joules,
-        ),
-        (
-            "output_tokens_per_question",
-            "mean output tokens per question",
-            result.output_tokens_per_question,
-            budgets.max_output_tokens,
-            count,
-        ),
-    )
-    checks: list[Check] = []
-    for metric, label, value, limit, shown in ceilings:
-        if limit is None or value is None:
-            continue
-        breached = value > limit
-        verb = "exceeds" if breached else "is within"
-        text = f"{label} {shown(value)} {verb} budget {shown(limit)} {where}"
-        checks.append(Check("budget", metric, value, limit, not breached, text))
-    if budgets.min_accuracy is not None and result.questions:
-        limit = budgets.min_accuracy
-        breached = result.accuracy < limit
-        low, high = result.accuracy_ci
-        verb = "is below" if breached else "meets"
-        text = (
-            f"accuracy {result.accuracy:.1%} ({result.correct}/{result.questions}, "
-            f"95% CI {low:.1%}-{high:.1%}) {verb} budget {limit:.1%}"
-        )
-        checks.append(
-            Check("budget", "accuracy", result.accuracy, limit, not breached, f"{text} {where}")
-        )
-    return tuple(checks)
-
-
-def sig(x: float) -> str:
-    """Three significant digits (``0.0120``, ``0.840``, ``40.0``), whole numbers from 1000."""
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:#.3g}"
-
-
 # -- validation --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Where:
-    source: str
-
-    def error(self, key_path: str, problem: str, fix: str) -> ConfigError:
-        at = f"{self.source}: {key_path}" if key_path else self.source
-        return ConfigError(f"{at}: {problem}; {fix}")
 
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def _check_key(where: _Where, key: str, allowed: Sequence[str], prefix: str = "") -> None:
+def _check_key(where: Where, key: str, allowed: Sequence[str], prefix: str = "") -> None:
     if key in allowed:
         return
     close = difflib.get_close_matches(key, allowed, n=1)
@@ -297,11 +234,27 @@ def _check_key(where: _Where, key: str, allowed: Sequence[str], prefix: str = ""
     )
 
 
-def _parse_rule(where: _Where, prefix: str, raw: Any) -> BudgetRule:
+def _prompts(where: Where, data: Mapping[str, Any]) -> dict[str, Prompt]:
+    raw = data.get("prompts")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise where.error(
+            "prompts",
+            f"must be a mapping of prompt names to fields, got {kind_of(raw)}",
+            "write 'prompts:' then 'NAME: {shots: 5}' indented below it",
+        )
+    return {
+        str(name): prompt_from_mapping(str(name), fields or {}, f"{where.source}: prompts.{name}")
+        for name, fields in raw.items()
+    }
+
+
+def _parse_rule(where: Where, prefix: str, raw: Any) -> BudgetRule:
     allowed = SELECTOR_KEYS + BUDGET_KEYS
     if not isinstance(raw, Mapping):
         raise where.error(
-            prefix, f"must be a mapping, got {_kind(raw)}", f"allowed keys: {', '.join(allowed)}"
+            prefix, f"must be a mapping, got {kind_of(raw)}", f"allowed keys: {', '.join(allowed)}"
         )
     for key in raw:
         _check_key(where, str(key), allowed, prefix)
@@ -327,7 +280,7 @@ def _parse_rule(where: _Where, prefix: str, raw: Any) -> BudgetRule:
 
 
 def _parse_budgets(
-    where: _Where, prefix: str, raw: Mapping[Any, Any], allowed: Sequence[str]
+    where: Where, prefix: str, raw: Mapping[Any, Any], allowed: Sequence[str]
 ) -> Budgets:
     values: dict[str, Any] = {}
     for key, value in raw.items():
@@ -335,104 +288,12 @@ def _parse_budgets(
         _check_key(where, name, allowed, prefix)
         if name not in BUDGET_KEYS:
             continue
-        values[name] = _VALIDATORS[name](where, _join(prefix, name), value)
+        values[name] = VALIDATORS[name](where, _join(prefix, name), value)
     return Budgets(**values)
-
-
-def _number(where: _Where, key_path: str, value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise where.error(key_path, f"must be a number, got {value!r}", f"give {what}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise where.error(key_path, f"must be a finite number, got {value!r}", f"give {what}")
-    if number <= 0:
-        raise where.error(
-            key_path,
-            f"must be positive, got {value!r} (no evaluation can stay within it)",
-            f"give {what}",
-        )
-    return number
-
-
-def _joules(where: _Where, key_path: str, value: Any) -> float:
-    return _number(where, key_path, value, "a positive number of joules, e.g. 0.05")
-
-
-def _tokens(where: _Where, key_path: str, value: Any) -> float:
-    return _number(where, key_path, value, "the most mean output tokens per question, e.g. 256")
-
-
-def _written_number(value: Any) -> float | None:
-    """The number as written (``"40%"`` is 40, ``0.4`` is 0.4); None if not a number."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    text = value.strip() if isinstance(value, str) else value
-    if isinstance(text, str) and text.endswith("%"):
-        text = text[:-1]
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return None if math.isnan(number) else number
-
-
-def _accuracy(where: _Where, key_path: str, value: Any) -> float:
-    fix = "give a fraction between 0 and 1 (0.4 means 40%) or a percentage such as '40%'"
-    written = _written_number(value)
-    percent = isinstance(value, str) and value.strip().endswith("%")
-    if written is None:
-        reason = "not a number or a percentage"
-    elif isinstance(value, str) and not percent:
-        reason = "a quoted number: leave out the quotes for a fraction, or add '%'"
-    else:
-        number = written / 100 if percent else written
-        if 0.0 <= number <= 1.0:
-            return number
-        if number < 0:
-            reason = "negative: an accuracy is 0% or more"
-        elif percent:
-            reason = "above 100%"
-        else:
-            reason = f"above 1: a plain number is a fraction, so {value!r} means {number:.0%}"
-    raise where.error(key_path, f"invalid accuracy {value!r} ({reason})", fix)
-
-
-def _tolerance(where: _Where, key_path: str, value: Any) -> Tolerance:
-    fix = "give a percentage such as '10%' (a number below 1 is a fraction: 0.1 is 10%)"
-    if not isinstance(value, bool) and isinstance(value, (str, int, float)):
-        try:
-            return Tolerance.parse(value)
-        except ValueError:
-            pass
-    written = _written_number(value)
-    if written is None:
-        reason = "not a number or a percentage"
-    elif written < 0:
-        reason = "negative: a tolerance is the regression allowed over the baseline, 0% or more"
-    else:
-        reason = "too large: it must be below 1000%"
-    raise where.error(key_path, f"invalid tolerance {value!r} ({reason})", fix)
-
-
-_VALIDATORS: dict[str, Callable[[_Where, str, Any], Any]] = {
-    "max_j_per_token": _joules,
-    "max_j_per_question": _joules,
-    "min_accuracy": _accuracy,
-    "max_output_tokens": _tokens,
-    "tolerance": _tolerance,
-}
 
 
 def _glob(value: str, pattern: str) -> bool:
     return value == pattern or fnmatchcase(value, pattern)
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"the text {value!r}"
-    return f"a {type(value).__name__}"
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -192,7 +192,7 @@ def compare_rows(
 
 def gate_comparator() -> Comparator:
     """The plugin's own gate: ``gate.compare(result, baseline.entry_from_result(base), tol)``."""
-    from pytest_energy.baseline import entry_from_result
+    from pytest_energy.baseline_entry import entry_from_result
     from pytest_energy.gate import compare
 
     def comparator(head: EvalResult, base: EvalResult, tolerance: Tolerance) -> Sequence[Check]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pytest_energy.meters.base import EnergyMeter
     from pytest_energy.metrics import EvalResult
     from pytest_energy.mmlu import MMLU
+    from pytest_energy.prompts import Prompt
     from pytest_energy.session import EnergySession
 
 T = TypeVar("T")
@@ -60,7 +61,9 @@ def energy_curve(request: pytest.FixtureRequest) -> Callable[[str], Curve]:
 
 
 class EnergyEval:
-    """The ``energy_eval`` fixture: ``energy_eval(model, strategy, *, n, subjects, seed, **gen)``.
+    """The ``energy_eval`` fixture: ``energy_eval(model, strategy, *, n, subjects, seed, prompt,
+    **gen)``; ``prompt`` is a name (``prompts:`` in the budgets file, or built in) or a
+    :class:`~pytest_energy.prompts.Prompt`.
 
     Runs the evaluation, checks the budgets of the ``energy`` marker and the
     budgets file, compares with the baseline, records the result for the
@@ -81,6 +84,7 @@ class EnergyEval:
         n: int | None = 32,
         subjects: str | Sequence[str] | None = None,
         seed: int = 0,
+        prompt: str | Prompt | None = None,
         **generation: Any,
     ) -> EvalResult:
         __tracebackhide__ = True
@@ -105,6 +109,7 @@ class EnergyEval:
                 generation=generation,
                 test_id=test_id,
                 marker_kwargs=marker.kwargs if marker else None,
+                prompt=prompt,
             )
             return result, session.judge(result, marker.kwargs if marker else None)
 
@@ -115,7 +120,9 @@ class EnergyEval:
         from pytest_energy.report.results import junit_properties
 
         self._item.user_properties.extend(junit_properties(result, outcome))
-        message = session.failure(outcome)
+        from pytest_energy.verdict import failure_message
+
+        message = failure_message(outcome)
         if message is not None:
             pytest.fail(message, pytrace=False)
         return result

@@ -37,13 +37,12 @@ follow the same rule, with a z-test on the per-question spread when sampled.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pytest_energy.baseline import BaselineEntry
-from pytest_energy.budgets import sig
+from pytest_energy.baseline_entry import BaselineEntry
+from pytest_energy.budget_checks import sig
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Check
 from pytest_energy.settings import Tolerance
@@ -63,7 +62,6 @@ __all__ = [
     "compare",
     "compare_values",
     "comparison_notes",
-    "is_sampled",
     "repeat_evidence",
 ]
 
@@ -86,17 +84,6 @@ class Evidence:
     # Hodges-Lehmann estimate of head/base - 1 (median of all pairwise ratios of the
     # screened repeats); None: use the ratio of medians.
     shift: float | None = None
-
-
-def is_sampled(strategy: str) -> bool:
-    """Whether a strategy samples (vote, or a non-zero temperature): answers are random."""
-    temperature = re.search(r"temperature=([0-9.eE+-]+)", strategy)
-    if temperature:
-        try:
-            return float(temperature.group(1)) > 0
-        except ValueError:
-            return True
-    return "vote" in strategy
 
 
 # -- comparison ----------------------------------------------------------------
@@ -185,7 +172,8 @@ def compare(
     ``energy`` only accuracy and output tokens are compared.
     """
     same_questions = same_question_set(result, base)
-    sampled = is_sampled(result.strategy) or is_sampled(base.strategy)
+    # An entry recorded before "sampled" was stored counts as the head does.
+    sampled = result.sampled or bool(base.sampled)
     checks: list[Check] = []
     for metric in ENERGY_METRICS if energy else ():
         if metric == "energy_j" and not same_questions:

@@ -28,6 +28,9 @@ class QuestionRecord:
     predicted: str | None
     input_tokens: int
     output_tokens: int
+    # Prompt tokens the model actually computed for this question (a prefix shared
+    # with other questions is computed once, counted at the first); None: all of them.
+    computed_input_tokens: int | None = None
 
     @property
     def correct(self) -> bool:
@@ -89,6 +92,10 @@ class EvalResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     # The identity of the questions asked (mmlu.question_set_id); "" when unknown.
     question_set: str = ""
+    # Whether the strategy samples (random answers), decided when it was parsed.
+    sampled: bool = False
+    # The prompt: {"name", "fingerprint", "fields"} (pytest_energy.prompts); {}: unknown.
+    prompt: Mapping[str, Any] = field(default_factory=dict)
 
     # -- counts ------------------------------------------------------------
     @property
@@ -106,6 +113,14 @@ class EvalResult:
     @property
     def input_tokens(self) -> int:
         return sum(r.input_tokens for r in self.records)
+
+    @property
+    def computed_input_tokens(self) -> int:
+        """Input tokens the model computed: shared prompt prefixes count once."""
+        return sum(
+            r.input_tokens if r.computed_input_tokens is None else r.computed_input_tokens
+            for r in self.records
+        )
 
     @property
     def output_tokens(self) -> int:
@@ -212,6 +227,7 @@ class EvalResult:
             "accuracy": self.accuracy,
             "accuracy_ci95": [low, high],
             "input_tokens": self.input_tokens,
+            "computed_input_tokens": self.computed_input_tokens,
             "output_tokens": self.output_tokens,
             "energy_j": self.energy_j,
             "prefill_j": self.prefill_j,
@@ -239,6 +255,8 @@ class EvalResult:
             "records": [asdict(r) for r in self.records],
             "details": dict(self.details),
             "question_set": self.question_set,
+            "sampled": self.sampled,
+            "prompt": dict(self.prompt),
         }
 
     @classmethod
@@ -257,6 +275,8 @@ class EvalResult:
             question_set=str(
                 data.get("question_set") or data.get("details", {}).get("question_set", "")
             ),
+            sampled=bool(data.get("sampled", False)),
+            prompt=dict(data.get("prompt") or {}),
         )
 
 

@@ -47,8 +47,11 @@ class Outcome:
     cores``: other processes shared the CPU a CPU meter measures). ``attribution``
     lists the software versions that changed since the baseline
     (``transformers 5.24.0 -> 5.25.0``), to read next to the changes.
-    ``test_failed``: the test failed or errored for any reason (its own
-    assertion included); such a row is shown failed and never recorded.
+    ``prompt_change``: the prompt fields that changed since the baseline and
+    the input tokens per question before and after (None: the same prompt, or
+    one the baseline did not record). ``test_failed``: the test failed or
+    errored for any reason (its own assertion included); such a row is shown
+    failed and never recorded.
     """
 
     status: Status = "pass"
@@ -59,6 +62,9 @@ class Outcome:
     attribution: tuple[str, ...] = ()
     noise: str | None = None
     test_failed: bool = False
+    # What changed in the prompt since the baseline ("shots 0 -> 5; input tokens per
+    # question 148 -> 612"), or None (unchanged, or not recorded in the baseline).
+    prompt_change: str | None = None
 
     def of_failed_test(self) -> Outcome:
         """This outcome for a test that failed (after its evaluation, or because of it)."""
@@ -91,6 +97,7 @@ class Outcome:
             "attribution": list(self.attribution),
             "noise": self.noise,
             "test_failed": self.test_failed,
+            "prompt_change": self.prompt_change,
         }
 
     @classmethod
@@ -104,6 +111,7 @@ class Outcome:
             attribution=tuple(data.get("attribution", [])),
             noise=data.get("noise"),
             test_failed=bool(data.get("test_failed", False)),
+            prompt_change=data.get("prompt_change"),
         )
 
 

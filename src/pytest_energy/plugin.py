@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_energy import settings as settings_module
+from pytest_energy import options
 
 # Imported to register them as this plugin's fixtures.
 from pytest_energy.fixtures import (  # noqa: F401
@@ -45,7 +45,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    settings_module.register(parser)
+    options.register(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,39 +8,32 @@ so a run without energy tests pays nothing. Workers measure; the controller
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_energy.baseline import (
-    BaselineChanges,
     BaselineStore,
     baseline_mismatch,
-    entry_from_result,
 )
 from pytest_energy.budgets import BudgetsFile
 from pytest_energy.errors import ConfigError, EnergyError
 from pytest_energy.files import unwritable
 from pytest_energy.gate import ALPHA
-from pytest_energy.locking import Notify, device_lock, shared_device_warned
-from pytest_energy.machine_load import LoadProbe
-from pytest_energy.meters.idle import net_energy_j
+from pytest_energy.locking import Notify, device_lock
+from pytest_energy.measure import measure_repeat
 from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
 from pytest_energy.mmlu.questions import question_set_id
 from pytest_energy.notices import to_stderr, to_terminal
 from pytest_energy.outcome import Outcome
+from pytest_energy.rendering import ShotBook
 from pytest_energy.selection import Selection
 from pytest_energy.sequential import SequentialRepeats
 from pytest_energy.settings import Settings
-from pytest_energy.verdict import failure_message, judge
+from pytest_energy.verdict import judge
 
-# Repeating a run inside one window stops here: a workload still too short
-# after that many runs is too small to measure with this meter.
-MAX_RUNS_PER_WINDOW = 64
 # --energy-repeats auto: the metric it watches, and the repeats a test without a
 # comparable baseline gets (the fewest that give the gate a noise estimate).
 SEQUENTIAL_METRIC = "j_per_question"
@@ -53,23 +46,10 @@ if TYPE_CHECKING:
     from pytest_energy.meters.idle import IdlePower
     from pytest_energy.mmlu import MMLU, Question
     from pytest_energy.models import ModelSpec
+    from pytest_energy.prompts import Prompt
+    from pytest_energy.rendering import Renderer
     from pytest_energy.report import Row
     from pytest_energy.strategies import Strategy, StrategyContext
-
-
-@dataclass(frozen=True)
-class BaselineSummary:
-    """What the session end did to the baseline file, and what it left alone.
-
-    ``changes`` is None without ``--energy-update-baseline``; ``unused`` are kept
-    entries this run did not exercise; ``stale`` entries of deleted tests that
-    remain (no update asked); ``partial``: the run did not select the whole suite.
-    """
-
-    changes: BaselineChanges | None
-    unused: tuple[str, ...]
-    stale: tuple[str, ...]
-    partial: bool
 
 
 class EnergySession:
@@ -97,6 +77,7 @@ class EnergySession:
         self._meter: EnergyMeter | None = None
         self._mmlu: MMLU | None = None
         self._engines: dict[ModelSpec, Engine] = {}
+        self._shots = ShotBook(settings.mmlu, settings.rootdir)
         self._device: str | None = None
         self._curves: dict[str, Curve] = {}
         self._context: StrategyContext | None = None
@@ -231,6 +212,7 @@ class EnergySession:
         generation: Mapping[str, Any],
         test_id: str = "",
         marker_kwargs: Mapping[str, Any] | None = None,
+        prompt: str | Prompt | None = None,
     ) -> EvalResult:
         """Run ``strategy`` with ``model`` on sampled questions, ``repeats`` times, measured.
 
@@ -245,9 +227,18 @@ class EnergySession:
 
         spec = parse_strategy(strategy, generation)
         questions = self.mmlu.sample(n, subjects, seed)
+        # The prompt and its shots are checked before any model loads.
+        renderer = self.renderer(prompt if prompt is not None else spec["prompt"])
+        renderer.check_shots(questions)
+        prompt_record = {
+            "name": renderer.prompt.name,
+            "fingerprint": renderer.fingerprint(questions),
+            "fields": renderer.prompt.fields(),
+        }
         self.idle_power_w()  # once per session, while nothing runs yet
         engine = self.engine(model)
-        runner = build_strategy(spec, self.strategy_context())
+        renderer.use_chat(engine)  # chat: true on a model without a chat template fails here
+        runner = build_strategy(spec, self.strategy_context(), renderer)
         runner.prepare(engine, questions, seed=seed)
         for _ in range(self.settings.warmup):
             # First calls compile kernels for new batch shapes; keep that out of
@@ -271,6 +262,8 @@ class EnergySession:
                 test_id=test_id,
                 details=details,
                 question_set=question_set_id(questions),
+                sampled=spec.sampled,
+                prompt=prompt_record,
             )
             if self.settings.repeats != "auto":
                 if len(repeats) >= self.settings.repeats:
@@ -281,6 +274,16 @@ class EnergySession:
             if stop is not None:
                 details["repeats_stop"] = f"{stop} after {len(repeats)}"
                 return result
+
+    def renderer(self, choice: str | Prompt | None) -> Renderer:
+        """The renderer of the prompt ``choice`` names (else ``energy_prompt``, else the
+        default), with its shot rows."""
+        from pytest_energy.prompts import resolve_prompt
+
+        prompt = resolve_prompt(
+            choice if choice is not None else self.settings.prompt, self.budgets.prompts
+        )
+        return self._shots.renderer(prompt)
 
     def repeat_policy(
         self, result: EvalResult, marker_kwargs: Mapping[str, Any] | None
@@ -306,54 +309,18 @@ class EnergySession:
     def _measure(
         self, runner: Strategy, engine: Engine, questions: Sequence[Question], seed: int
     ) -> tuple[list[QuestionRecord], RepeatSample, dict[str, Any]]:
-        """One measured repeat: the whole run in one strict window, phases inside it.
-
-        A run too short for the meter's counter is repeated inside the window
-        (and divided), never reported as 0 J. When phase windows were too short
-        to resolve on their own, the prefill/decode split follows their
-        durations and says so in ``details["phase_split"]``.
-        """
-        from pytest_energy.engine import Ledger
-        from pytest_energy.errors import WindowTooShort
-
-        runs = 1
-        while True:
-            ledger = Ledger()
-            try:
-                lock = device_lock(
-                    self.device, timeout_s=self.settings.lock_timeout_s, notify=self.notify
-                )
-                with lock, shared_device_warned(self.meter.meter), LoadProbe() as load:
-                    start = time.perf_counter()
-                    with self.meter.window(engine.sync) as total:
-                        for _ in range(runs):
-                            answered = runner.run(engine, questions, ledger, seed=seed)
-                    duration_s = (time.perf_counter() - start) / runs
-            except WindowTooShort:
-                if runs >= MAX_RUNS_PER_WINDOW:
-                    raise
-                runs *= 4
-                continue
-            break
-        energy_j = total.energy_j / runs
-        details = dict(ledger.details)
-        if runs > 1:
-            details["runs_per_window"] = runs
-        if ledger.short_windows:
-            phase_s = ledger.prefill_s + ledger.decode_s
-            share = ledger.prefill_s / phase_s if phase_s else 0.0
-            prefill_j, decode_j = energy_j * share, energy_j * (1 - share)
-            details["phase_split"] = "by-duration"
-        else:
-            prefill_j, decode_j = ledger.prefill_j / runs, ledger.decode_j / runs
-            details["phase_split"] = "measured"
-        details["overhead_j"] = max(0.0, energy_j - prefill_j - decode_j)
-        idle_w = self.idle_power_w()
-        if idle_w is not None:
-            details["idle_power_w"] = idle_w
-            details["net_energy_j"] = net_energy_j(energy_j, duration_s, idle_w)
-        sample = RepeatSample(energy_j, prefill_j, decode_j, duration_s, load.other_cores)
-        return answered, sample, details
+        """One measured repeat (:func:`~pytest_energy.measure.measure_repeat`)."""
+        return measure_repeat(
+            runner,
+            engine,
+            questions,
+            seed,
+            meter=self.meter,
+            lock=lambda: device_lock(
+                self.device, timeout_s=self.settings.lock_timeout_s, notify=self.notify
+            ),
+            idle_power_w=self.idle_power_w,
+        )
 
     def idle_power_w(self) -> float | None:
         """Idle power of a measured meter, from one quiet window per session."""
@@ -414,10 +381,6 @@ class EnergySession:
             alpha=alpha,
         )
 
-    @staticmethod
-    def failure(outcome: Outcome) -> str | None:
-        return failure_message(outcome)
-
     # -- session end (controller) -----------------------------------------------
     def collect(self, rows: Sequence[Row]) -> None:
         self.rows.extend(rows)
@@ -427,22 +390,6 @@ class EnergySession:
         self.collect(
             [(EvalResult.from_dict(r["result"]), Outcome.from_dict(r["outcome"])) for r in rows]
         )
-
-    def write_baseline(self) -> BaselineSummary:
-        """Flush queued entries (with --energy-update-baseline), pruning those of tests
-        that no longer exist when the run selected the whole suite."""
-        ran = {r.test_id for r, _ in self.rows}
-        selection = self.selection
-        stale = selection.stale(self.baseline.entries, ran) if selection is not None else ()
-        unused = tuple(k for k in self.baseline.unused(ran) if k not in stale)
-        partial = selection is None or not selection.whole
-        if self.interrupted or not self.settings.update_baseline or not (self.rows or stale):
-            return BaselineSummary(None, unused, stale, partial)
-        # A test that failed (its own assertion included) is no reference.
-        entries = {r.test_id: entry_from_result(r) for r, o in self.rows if not o.test_failed}
-        store, changes = self.baseline.without(stale).updated(entries)
-        self.baseline = store.write(self.settings.baseline_path, self.notify)
-        return BaselineSummary(replace(changes, removed=stale), unused, (), partial)
 
     def close(self) -> None:
         if self._meter is not None:

@@ -3,11 +3,13 @@ table, write the markdown report, the results JSON and the job summary."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from pytest_energy.baseline import listed
+from pytest_energy.baseline import BaselineChanges, listed
+from pytest_energy.baseline_entry import entry_from_result
 from pytest_energy.errors import BaselineError
 from pytest_energy.files import Output, write_text_atomic
 from pytest_energy.report import comparison_summary, device_label, tests_ran
@@ -15,7 +17,7 @@ from pytest_energy.report.markdown import render_markdown
 from pytest_energy.report.plots import write_plots
 from pytest_energy.report.results import write_results
 from pytest_energy.report.terminal import HeaderInfo, render_terminal
-from pytest_energy.session import BaselineSummary, EnergySession
+from pytest_energy.session import EnergySession
 
 
 def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> bool:
@@ -27,7 +29,7 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> bool:
         return True
     problems: list[str] = []
     try:
-        baseline = session.write_baseline()
+        baseline = write_baseline(session)
     except (OSError, BaselineError) as exc:
         problems.append(
             _problem(Output("baseline", settings.baseline_path, "--energy-baseline"), exc)
@@ -38,6 +40,10 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> bool:
     counts = comparison_summary([outcome for _, outcome in rows])
     if counts:
         tr.write_line(f"baseline comparisons: {counts}")
+    for result, outcome in rows:
+        if outcome.prompt_change:
+            name = result.test_id.rpartition("::")[2] or result.test_id
+            tr.write_line(f"prompt changed: {name}: {outcome.prompt_change}")
     interrupted = _interrupted(session)
     if interrupted is not None:
         ran = tests_ran(rows)
@@ -66,6 +72,38 @@ def finish_session(session: EnergySession, tr: pytest.TerminalReporter) -> bool:
     for problem in problems:
         tr.write_line(f"ERROR: {problem}", red=True, bold=True)
     return not problems
+
+
+@dataclass(frozen=True)
+class BaselineSummary:
+    """What the session end did to the baseline file, and what it left alone.
+
+    ``changes`` is None without ``--energy-update-baseline``; ``unused`` are kept
+    entries this run did not exercise; ``stale`` entries of deleted tests that
+    remain (no update asked); ``partial``: the run did not select the whole suite.
+    """
+
+    changes: BaselineChanges | None
+    unused: tuple[str, ...]
+    stale: tuple[str, ...]
+    partial: bool
+
+
+def write_baseline(session: EnergySession) -> BaselineSummary:
+    """Flush queued entries (with --energy-update-baseline), pruning those of tests
+    that no longer exist when the run selected the whole suite."""
+    ran = {r.test_id for r, _ in session.rows}
+    selection = session.selection
+    stale = selection.stale(session.baseline.entries, ran) if selection is not None else ()
+    unused = tuple(k for k in session.baseline.unused(ran) if k not in stale)
+    partial = selection is None or not selection.whole
+    if session.interrupted or not session.settings.update_baseline or not (session.rows or stale):
+        return BaselineSummary(None, unused, stale, partial)
+    # A test that failed (its own assertion included) is no reference.
+    entries = {r.test_id: entry_from_result(r) for r, o in session.rows if not o.test_failed}
+    store, changes = session.baseline.without(stale).updated(entries)
+    session.baseline = store.write(session.settings.baseline_path, session.notify)
+    return BaselineSummary(replace(changes, removed=stale), unused, (), partial)
 
 
 def _interrupted(session: EnergySession) -> int | None:

@@ -16,16 +16,18 @@ from typing import Any, Literal, TypeVar
 import pytest
 
 from pytest_energy.files import Output
+from pytest_energy.options import DEFAULT_BUDGETS_FILE, dest
 
 MeterName = Literal["auto", "nvml", "rapl", "cpu-estimate", "curve", "dcgm"]
 METER_NAMES: tuple[MeterName, ...] = ("auto", "nvml", "rapl", "cpu-estimate", "curve", "dcgm")
-DEFAULT_BUDGETS_FILE = "energy-budgets.yaml"
 DEFAULT_BASELINE = ".energy/baseline.json"
 DEFAULT_MMLU = "hf:cais/mmlu"
 # A modern server core under inference load draws roughly 5-15 W (package TDP
 # divided by cores); 10 W is the documented middle. Configure it for your CPU.
 DEFAULT_WATTS_PER_CORE = 10.0
 DEFAULT_LOCK_TIMEOUT_S = 600.0
+DEFAULT_CONCURRENCY = 16
+DEFAULT_REQUEST_TIMEOUT_S = 300.0
 # Five repeats per side let the gate tell a 20% regression from meter noise
 # (>= 95% detected, <= 1% false alarms in benchmarks/gate_quality.py); with one
 # the tolerance alone decides. Lower it where evaluations are slow.
@@ -81,6 +83,7 @@ class Settings:
     tolerance: Tolerance = field(default_factory=lambda: Tolerance(0.10))
     repeats: int | Literal["auto"] = DEFAULT_REPEATS
     max_repeats: int = DEFAULT_MAX_REPEATS
+    prompt: str | None = None
     warmup: int = 0
     mmlu: str = DEFAULT_MMLU
     report_path: Path | None = None
@@ -95,6 +98,12 @@ class Settings:
     curve_path: Path | None = None
     powercap_root: Path = Path("/sys/class/powercap")
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    # Served backends (an http(s):// model spec) and where their energy is read.
+    concurrency: int = DEFAULT_CONCURRENCY
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    dcgm_urls: tuple[str, ...] = ()
+    dcgm_select: str | None = None
+    server_pid: int | None = None
     rootdir: Path = Path(".")
     # GitHub Actions' job summary ($GITHUB_STEP_SUMMARY): the markdown report is appended.
     step_summary_path: Path | None = None
@@ -113,7 +122,7 @@ class Settings:
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> Settings:
         return cls.from_sources(
-            cli=lambda name: config.getoption(_dest(name), None),
+            cli=lambda name: config.getoption(dest(name), None),
             env=os.environ,
             ini=lambda name: config.getini(f"energy_{name.replace('-', '_')}"),
             rootdir=Path(config.rootpath),
@@ -206,6 +215,12 @@ class Settings:
                 "give a whole number of at least 1 (the most repeats --energy-repeats auto takes)",
             ),
             warmup=get("warmup", _count, 0, "give a whole number of runs, 0 or more"),
+            prompt=get(
+                "prompt",
+                _nonempty,
+                None,
+                "name a prompt from the budgets file's prompts: or default or mmlu-5shot",
+            ),
             mmlu=get(
                 "mmlu",
                 _nonempty,
@@ -246,46 +261,39 @@ class Settings:
                 DEFAULT_LOCK_TIMEOUT_S,
                 "give a number of seconds, e.g. 600",
             ),
+            concurrency=get(
+                "concurrency",
+                _positive_int,
+                DEFAULT_CONCURRENCY,
+                "give the most requests in flight to a served model, e.g. 16",
+            ),
+            request_timeout_s=get(
+                "request-timeout",
+                _positive_float,
+                DEFAULT_REQUEST_TIMEOUT_S,
+                "give the seconds one request to a served model may take, e.g. 300",
+            ),
+            dcgm_urls=get(
+                "dcgm-urls",
+                _url_list,
+                (),
+                "give DCGM exporter URLs such as http://node1:9400/metrics, separated by "
+                "commas or spaces",
+            ),
+            dcgm_select=get(
+                "dcgm-select",
+                _nonempty,
+                None,
+                "give label filters such as Hostname=node1,gpu=0 (comma-separated)",
+            ),
+            server_pid=get(
+                "server-pid", _positive_int, None, "give the process id of the model server"
+            ),
             rootdir=rootdir,
             step_summary_path=Path(env["GITHUB_STEP_SUMMARY"])
             if env.get("GITHUB_STEP_SUMMARY")
             else None,
         )
-
-
-# name -> (help, takes a value?, in the command line?)
-OPTIONS: dict[str, tuple[str, bool]] = {
-    "meter": ("energy meter: auto (default), nvml, rapl, cpu-estimate, curve", True),
-    "baseline": ("baseline file (default .energy/baseline.json under rootdir)", True),
-    "update-baseline": ("record or refresh baseline entries of the tests that ran", False),
-    "tolerance": ("allowed regression before failing (default 10%)", True),
-    "repeats": (
-        "measured repeats per evaluation (default 5: the gate's noise estimate), or auto: "
-        "stop as soon as the baseline comparison is decided",
-        True,
-    ),
-    "mmlu": ("MMLU source: CSV folder, JSONL/CSV/parquet file, or hf:cais/mmlu", True),
-    "report": ("write a markdown report (for a pull-request comment)", True),
-    "json": ("write machine-readable results", True),
-    "accept": ("report regressions without failing; the reason is printed", True),
-}
-# ini/env-only settings: name -> help
-INI_ONLY: dict[str, str] = {
-    "cpu-watts-per-core": "cpu-estimate meter: watts drawn by one busy core (default 10)",
-    "warmup": "unmeasured runs of each evaluation before its repeats (kernel compilation, "
-    "caches; default 0)",
-    "max-repeats": "the most repeats --energy-repeats auto measures (default 10)",
-    "strict-baseline": "fail tests that have no baseline entry (default false)",
-    "batch-size": "evaluation batch size (default auto)",
-    "device": "model device: auto, cpu, cuda, cuda:N (default auto)",
-    "dtype": "model dtype: auto (bfloat16 on GPUs and CPUs with native bf16, else "
-    "float32), float32, bfloat16, float16",
-    "cache-dir": "folder for cached de-quantised models",
-    "curve": "operating-curve JSON for the curve meter and cot:budget_j",
-    "powercap-root": "powercap sysfs folder for the rapl meter",
-    "lock-timeout": "seconds to wait for a device another run is measuring before failing "
-    "(default 600)",
-}
 
 
 _PATH_OPTIONS = frozenset(
@@ -299,40 +307,6 @@ def _anchored(name: str, value: Any, base: Path) -> Any:
         return value
     path = Path(text).expanduser()
     return str(path if path.is_absolute() else base / path)
-
-
-def _dest(name: str) -> str:
-    return "energy_" + name.replace("-", "_")
-
-
-def register(parser: pytest.Parser) -> None:
-    group = parser.getgroup("energy", "energy per token (pytest-energy)")
-    group.addoption(
-        "--energy-budget",
-        dest=_dest("budget"),
-        nargs="?",
-        const="true",
-        default=None,
-        metavar="FILE",
-        help="turn energy testing on; optional YAML budgets file "
-        f"(default {DEFAULT_BUDGETS_FILE} at rootdir, if present)",
-    )
-    parser.addini("energy_budget", "turn energy testing on (true) or give a budgets file")
-    for name, (text, takes_value) in OPTIONS.items():
-        if takes_value:
-            group.addoption(f"--energy-{name}", dest=_dest(name), default=None, help=text)
-        else:
-            group.addoption(
-                f"--energy-{name}",
-                dest=_dest(name),
-                action="store_const",
-                const="true",
-                default=None,
-                help=text,
-            )
-        parser.addini(_dest(name), text)
-    for name, text in INI_ONLY.items():
-        parser.addini(_dest(name), text)
 
 
 def _budget_value(value: Any) -> tuple[bool, Path | None]:
@@ -372,6 +346,14 @@ def _positive_int(value: Any) -> int:
 def _repeats(value: Any) -> int | Literal["auto"]:
     text = str(value).strip().lower()
     return "auto" if text == "auto" else _positive_int(text)
+
+
+def _url_list(value: Any) -> tuple[str, ...]:
+    urls = tuple(u for u in str(value).replace(",", " ").split() if u)
+    bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+    if not urls or bad:
+        raise ValueError(f"not an http(s) URL: {bad[0]}" if bad else "no URL")
+    return urls
 
 
 def _count(value: Any) -> int:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_energy.baseline import BaselineEntry, baseline_mismatch
-from pytest_energy.budgets import Budgets, check_budgets
+from pytest_energy.baseline import baseline_mismatch
+from pytest_energy.baseline_entry import BaselineEntry
+from pytest_energy.budget_checks import check_budgets
+from pytest_energy.budgets import Budgets
 from pytest_energy.fingerprint import soft_changes
 from pytest_energy.gate import ALPHA, compare, comparison_notes
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import BaselineState, Check, Outcome, Status
+from pytest_energy.prompts import describe_prompt_change
 from pytest_energy.settings import Tolerance
 from pytest_energy.stats import coefficient_of_variation
 
@@ -35,6 +38,7 @@ def decide(
     baseline_problem: str | None = None,
     attribution: Sequence[str] = (),
     noise: str | None = None,
+    prompt_change: str | None = None,
 ) -> Outcome:
     """The verdict: fail on any budget breach or regression.
 
@@ -54,7 +58,16 @@ def decide(
     else:
         status = "pass"
     reason = accept_reason if status == "accepted" else None
-    return Outcome(status, tuple(checks), baseline, all_notes, reason, tuple(attribution), noise)
+    return Outcome(
+        status,
+        tuple(checks),
+        baseline,
+        all_notes,
+        reason,
+        tuple(attribution),
+        noise,
+        prompt_change=prompt_change,
+    )
 
 
 def judge(
@@ -106,6 +119,7 @@ def judge(
             notes=notes,
             attribution=soft_changes(entry.fingerprint, result.fingerprint),
             noise=noise,
+            prompt_change=prompt_change(entry, result),
         )
     return decide(checks, accept_reason, baseline=state, notes=notes, baseline_problem=problem)
 
@@ -137,3 +151,20 @@ def failure_message(outcome: Outcome) -> str | None:
     if not parts and outcome.notes:
         parts = [outcome.notes[-1]]
     return "; ".join(parts)
+
+
+def prompt_change(entry: BaselineEntry, result: EvalResult) -> str | None:
+    """What changed in the prompt since ``entry`` was recorded (None: nothing, or the
+    entry predates prompt fingerprints)."""
+    old, new = entry.prompt, result.prompt
+    if not old.get("fingerprint") or not new.get("fingerprint"):
+        return None
+    if old["fingerprint"] == new["fingerprint"]:
+        return None
+    before = entry.summary.get("input_tokens")
+    tokens = (
+        (float(before) / entry.questions, result.input_tokens / result.questions)
+        if isinstance(before, (int, float)) and entry.questions and result.questions
+        else None
+    )
+    return describe_prompt_change(old.get("fields") or {}, new.get("fields") or {}, tokens)

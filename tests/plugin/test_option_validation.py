@@ -11,10 +11,13 @@ BAD_VALUES = {
     "meter": (
         "bogus",
         "invalid value 'bogus' (unknown meter); "
-        "choose one of auto, nvml, rapl, cpu-estimate, curve",
+        "choose one of auto, nvml, rapl, cpu-estimate, curve, dcgm",
     ),
     "tolerance": ("abc", "invalid value 'abc' (*); give a percentage such as 10%"),
-    "repeats": ("0", "invalid value '0' (must be at least 1); give a whole number of at least 1"),
+    "repeats": (
+        "0",
+        "invalid value '0' (must be at least 1); give a whole number of at least 1, or auto",
+    ),
     "budget": (
         "missing.yaml",
         "budgets file */missing.yaml does not exist; "

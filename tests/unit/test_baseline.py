@@ -14,13 +14,8 @@ from pathlib import Path
 import pytest
 
 from factories import FINGERPRINT, make_result
-from pytest_energy.baseline import (
-    SCHEMA_VERSION,
-    BaselineEntry,
-    BaselineStore,
-    baseline_mismatch,
-    entry_from_result,
-)
+from pytest_energy.baseline import SCHEMA_VERSION, BaselineStore, baseline_mismatch
+from pytest_energy.baseline_entry import BaselineEntry, entry_from_result
 from pytest_energy.errors import BaselineError
 from pytest_energy.files import lock_beside
 from pytest_energy.fingerprint import differing_fields, hard_differences, soft_changes

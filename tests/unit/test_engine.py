@@ -24,14 +24,17 @@ from pytest_energy.meters.cpu_estimate import CpuEstimateMeter
 from pytest_energy.metrics import QuestionRecord
 from pytest_energy.mmlu import Question, load_mmlu
 from pytest_energy.models import SMOLLM2_ALIAS, resolve_model
-from pytest_energy.strategies.direct import LETTER_CANDIDATES, Direct
-from pytest_energy.strategies.prompts import ANSWER_CUE, cot_user, direct_user
-from pytest_energy.strategies.reasoning import chain_of_thought, majority_vote
+from pytest_energy.prompts import DEFAULT_PROMPT
+from pytest_energy.rendering import Renderer
+from pytest_energy.strategies import StrategyContext, build_strategy
+from pytest_energy.strategies.direct import LETTER_CANDIDATES
 from pytest_energy.strategies.spec import parse_strategy
 
 pytestmark = pytest.mark.model
 
 N_QUESTIONS = 8
+# direct, cot and vote need no other engine, curve or question set.
+NO_CONTEXT = StrategyContext(engines=None, curve=None, mmlu=None)  # type: ignore[arg-type]
 MMLU_ENV = "PYTEST_ENERGY_TEST_MMLU"
 # tests/unit/test_engine.py -> repository root -> ../shared/mmlu
 SHARED_MMLU = Path(__file__).resolve().parents[2].parent / "shared" / "mmlu"
@@ -101,8 +104,7 @@ def run(
     def run_strategy(engine: Engine, text: str) -> Run:
         key = (engine.batch_size, text)
         if key not in done:
-            spec = parse_strategy(text)
-            strategy = Direct(spec) if spec.name == "direct" else chain_of_thought(spec)
+            strategy = build_strategy(parse_strategy(text), NO_CONTEXT)
             ledger = Ledger()
             records = strategy.run(engine, questions, ledger, seed=0)
             done[key] = Run(records, ledger)
@@ -118,12 +120,15 @@ def token_count(engine: Engine, text: str) -> int:
     return len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+RENDERER = Renderer(DEFAULT_PROMPT)
+
+
 def direct_prompt(engine: Engine, q: Question) -> str:
-    return engine.prompt(direct_user(q), ANSWER_CUE)
+    return RENDERER.direct(engine, q)
 
 
 def cot_prompt(engine: Engine, q: Question) -> str:
-    return engine.prompt(cot_user(q))
+    return RENDERER.cot(engine, q)
 
 
 def reference_greedy(engine: Engine, prompt: str, max_new_tokens: int) -> list[int]:
@@ -274,7 +279,7 @@ def test_vote_computes_each_prompt_once_for_all_its_samples(
     engine: Engine, questions: Sequence[Question]
 ) -> None:
     k, max_tokens = 3, 6
-    strategy = majority_vote(parse_strategy(f"vote:k={k},max_tokens={max_tokens}"))
+    strategy = build_strategy(parse_strategy(f"vote:k={k},max_tokens={max_tokens}"), NO_CONTEXT)
     ledger = Ledger()
     with counting_forward(engine.model) as calls:
         records = strategy.run(engine, questions, ledger, seed=0)

@@ -9,9 +9,10 @@ import pytest
 import factories
 from factories import baseline_check, budget_check
 from pytest_energy import gate, stats
-from pytest_energy.baseline import BaselineEntry, entry_from_result
-from pytest_energy.budgets import Budgets, check_budgets
-from pytest_energy.gate import compare, is_sampled
+from pytest_energy.baseline_entry import BaselineEntry, entry_from_result
+from pytest_energy.budget_checks import check_budgets
+from pytest_energy.budgets import Budgets
+from pytest_energy.gate import compare
 from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Check
 from pytest_energy.settings import Tolerance
@@ -89,20 +90,6 @@ def test_outlier_screen_drops_a_disturbed_repeat_only() -> None:
     assert screen_outliers([1.0, 1.01, 0.99, 1.02, 1.5]) == (1.0, 1.01, 0.99, 1.02)
     assert screen_outliers([1.0, 1.0, 1.0, 1.0, 1.5]) == (1.0, 1.0, 1.0, 1.0, 1.5)  # MAD 0
     assert screen_outliers([1.0, 1.01, 1.5]) == (1.0, 1.01, 1.5)  # would leave too few
-
-
-@pytest.mark.parametrize(
-    ("strategy", "sampled"),
-    [
-        ("direct", False),
-        ("cot:max_tokens=256", False),
-        ("vote:k=5", True),
-        ("vote:k=5,temperature=0", False),
-        ("direct:generate,temperature=0.7", True),
-    ],
-)
-def test_sampling_strategies_are_recognised(strategy: str, sampled: bool) -> None:
-    assert is_sampled(strategy) is sampled
 
 
 # -- energy metrics ------------------------------------------------------------------
@@ -226,8 +213,8 @@ def test_sampled_accuracy_drop_inside_binomial_noise_passes() -> None:
     head[60], head[61] = True, True  # 2 gained: 44/100, McNemar p=56/1024
     check = by_metric(
         compare(
-            make_result(correct=head, strategy="vote:k=5"),
-            base_entry(correct=base, strategy="vote:k=5"),
+            make_result(correct=head, strategy="vote:k=5", sampled=True),
+            base_entry(correct=base, strategy="vote:k=5", sampled=True),
             TEN,
         )
     )["accuracy"]
@@ -238,7 +225,11 @@ def test_sampled_accuracy_drop_inside_binomial_noise_passes() -> None:
 
 def test_sampled_accuracy_collapse_fails() -> None:
     check = by_metric(
-        compare(make_result(correct=30, strategy="vote:k=5"), base_entry(strategy="vote:k=5"), TEN)
+        compare(
+            make_result(correct=30, strategy="vote:k=5", sampled=True),
+            base_entry(strategy="vote:k=5", sampled=True),
+            TEN,
+        )
     )["accuracy"]
     assert not check.passed
     assert check.statistic == "McNemar exact p<0.001, 20 lost vs 0 gained of 100 questions"

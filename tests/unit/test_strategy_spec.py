@@ -131,7 +131,7 @@ def test_unknown_strategy_lists_the_known_ones() -> None:
         parse_strategy("beam:width=4")
     message = str(info.value)
     assert "unknown strategy 'beam'" in message
-    assert "direct, cot, vote, route" in message
+    assert "cot, direct, route, vote" in message
 
 
 def test_unknown_option_names_strategy_option_and_the_valid_options() -> None:
@@ -202,3 +202,30 @@ def test_errors_are_one_line() -> None:
         with pytest.raises(StrategyError) as info:
             parse_strategy(text)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "sampled"),
+    [
+        ("direct", False),
+        ("direct:generate", False),
+        ("cot:max_tokens=256", False),
+        ("vote:k=5", True),
+        ("vote:k=5,temperature=0", False),
+        ("route:candidates=m/direct+m/cot", False),
+        ("route:candidates=m/direct+m/vote:k=3", True),
+    ],
+)
+def test_whether_a_strategy_samples_is_decided_when_it_is_parsed(
+    strategy: str, sampled: bool
+) -> None:
+    assert parse_strategy(strategy).sampled is sampled
+
+
+def test_every_strategy_takes_a_prompt_and_direct_a_scoring_rule() -> None:
+    spec = parse_strategy("cot:prompt=terse")
+    assert (spec["prompt"], str(spec)) == ("terse", "cot:prompt=terse")
+    assert parse_strategy("direct")["score"] == "letters"
+    assert parse_strategy("direct:score=cloze")["score"] == "cloze"
+    with pytest.raises(StrategyError, match="score='logits' must be one of letters, cloze"):
+        parse_strategy("direct:score=logits")

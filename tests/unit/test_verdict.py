@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from factories import ENERGY_J, FINGERPRINT, make_result
-from pytest_energy.baseline import entry_from_result
+from pytest_energy.baseline_entry import entry_from_result
 from pytest_energy.budgets import Budgets
 from pytest_energy.report import baseline_state_text, comparison_summary
 from pytest_energy.settings import Tolerance
@@ -110,3 +110,30 @@ def test_other_load_on_the_cpu_makes_a_cpu_meter_too_noisy(load: float, noisy: b
         ).baseline
         == "compared"
     )
+
+
+def _prompted(fields: dict[str, object], fingerprint: str, input_tokens: int):  # type: ignore[no-untyped-def]
+    prompt = {"name": "ours", "fingerprint": fingerprint, "fields": fields}
+    return make_result(input_tokens=input_tokens, prompt=prompt)
+
+
+def test_a_changed_prompt_is_compared_and_named_with_its_input_tokens() -> None:
+    entry = entry_from_result(_prompted({"shots": 0}, "aaaa", 80))
+    head = _prompted({"shots": 5}, "bbbb", 400)
+    outcome = judge(head, budgets=Budgets(), entry=entry, tolerance=TOLERANCE)
+    assert outcome.baseline == "compared"
+    assert outcome.prompt_change == "shots 0 -> 5; input tokens per question 80 -> 400"
+    same = judge(
+        _prompted({"shots": 0}, "aaaa", 80), budgets=Budgets(), entry=entry, tolerance=TOLERANCE
+    )
+    assert same.prompt_change is None
+
+
+def test_a_baseline_without_a_prompt_fingerprint_is_prompt_not_recorded() -> None:
+    entry = entry_from_result(make_result())
+    outcome = judge(
+        _prompted({"shots": 5}, "bbbb", 80), budgets=Budgets(), entry=entry, tolerance=TOLERANCE
+    )
+    assert outcome.prompt_change is None
+    assert outcome.baseline == "compared"
+    assert not any("prompt" in note for note in outcome.notes)

@@ -15,7 +15,7 @@ from pytest_energy.mmlu.questions import (
     question_set_id,
 )
 from pytest_energy.mmlu.sampling import MMLU
-from pytest_energy.mmlu.sources import load_mmlu
+from pytest_energy.mmlu.sources import load_mmlu, load_shots
 
 __all__ = [
     "CATEGORIES",
@@ -24,5 +24,6 @@ __all__ = [
     "Category",
     "Question",
     "load_mmlu",
+    "load_shots",
     "question_set_id",
 ]

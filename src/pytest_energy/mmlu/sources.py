@@ -84,16 +84,24 @@ def _shown(path: Path, base: Path) -> str:
 
 
 def _subject_from_name(path: Path) -> str | None:
-    name = path.name
-    return name[: -len("_test.csv")] if name.endswith("_test.csv") else None
+    for split in ("_test.csv", "_dev.csv"):
+        if path.name.endswith(split):
+            return path.name[: -len(split)]
+    return None
+
+
+def _split_files(path: Path, split: str) -> list[Path]:
+    """``SUBJECT_<split>.csv`` files of a Hendrycks folder (in ``<split>/`` or flat)."""
+    for folder in (path / split, path):
+        files = sorted(folder.glob(f"*_{split}.csv")) if folder.is_dir() else []
+        if files:
+            return files
+    return []
 
 
 def _load_folder(path: Path, shown: str, base: Path) -> list[Question]:
-    for folder in (path / "test", path):
-        files = sorted(folder.glob("*_test.csv")) if folder.is_dir() else []
-        if files:
-            break
-    else:
+    files = _split_files(path, "test")
+    if not files:
         raise DataError(
             f"MMLU folder {shown} has no *_test.csv files (looked in {shown}/test and "
             f"{shown}); use the folder of Hendrycks' data.tar or a .csv/.jsonl/.parquet file"
@@ -215,7 +223,42 @@ def _read_parquet(path: Path, shown: str) -> list[Question]:
     return [_from_record(row, f"{shown}:{i}") for i, row in enumerate(rows, 1)]
 
 
-def _load_hf(source: str) -> list[Question]:
+def load_shots(source: str, shots_from: str, *, rootdir: Path | None = None) -> MMLU:
+    """The example rows few-shot prompts draw from, in file order.
+
+    ``shots_from`` ``dev``: the dev split beside ``source`` (``dev/SUBJECT_dev.csv``
+    next to ``test/`` in a Hendrycks folder, split ``dev`` of a ``hf:`` dataset);
+    anything else is a file or folder of examples in any format ``load_mmlu`` reads.
+    """
+    if shots_from.strip() != "dev":
+        return load_mmlu(shots_from, rootdir=rootdir)
+    text = source.strip()
+    if text.startswith("hf:"):
+        return MMLU(tuple(_load_hf(text, split="dev")), f"{text} (dev)")
+    base = rootdir if rootdir is not None else Path.cwd()
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else base / path
+    shown = _shown(path, base)
+    if not path.is_dir():
+        raise DataError(
+            f"MMLU source {shown} is a single file, so it has no dev split for few-shot "
+            "examples; set the prompt's shots_from to a file of examples, or use a "
+            "Hendrycks folder with dev/"
+        )
+    files = _split_files(path, "dev")
+    if not files:
+        raise DataError(
+            f"MMLU folder {shown} has no dev split for few-shot examples (looked for "
+            f"*_dev.csv in {shown}/dev and {shown}); add Hendrycks' dev/ folder or set the "
+            "prompt's shots_from to a file of examples"
+        )
+    rows: list[Question] = []
+    for file in files:
+        rows.extend(_read_csv(file, _shown(file, base), _subject_from_name(file)))
+    return MMLU(tuple(rows), f"{shown}/dev")
+
+
+def _load_hf(source: str, split: str = "test") -> list[Question]:
     name = source[len("hf:") :].strip()
     if not name:
         raise DataError(f"--energy-mmlu {source!r} names no dataset; write hf:cais/mmlu")
@@ -227,10 +270,10 @@ def _load_hf(source: str) -> list[Question]:
             f"(or pip install 'pytest-energy[hf]'), or {_LOCAL_HINT}"
         ) from None
     try:
-        rows = load_dataset(name, "all", split="test")
+        rows = load_dataset(name, "all", split=split)
     except Exception as exc:
         raise DataError(
-            f"cannot load {source} (config 'all', split 'test'): {_one_line(exc)}; "
+            f"cannot load {source} (config 'all', split {split!r}): {_one_line(exc)}; "
             f"check the network or {_LOCAL_HINT}"
         ) from exc
     return [_from_record(row, f"{source}:{i}") for i, row in enumerate(rows, 1)]

@@ -77,6 +77,8 @@ def _change_from_outcome(outcome: Outcome) -> str:
             continue
         mark = f" {failed}" if not check.passed else " (improved)" if check.improved else ""
         parts.append(escape_md(describe_check(check)) + mark)
+    if outcome.prompt_change:
+        parts.insert(0, "prompt changed: " + escape_md(outcome.prompt_change))
     if outcome.attribution:
         parts.append("since the baseline: " + escape_md(", ".join(outcome.attribution)))
     return "<br>".join(parts) or "within tolerance"

@@ -17,14 +17,19 @@ indented by two spaces, ending in a newline, written atomically::
           "fingerprint": {"gpu": "...", ...}, # hardware and software the joules belong to
           "summary": {...},                  # every derived metric (EvalResult.summary())
           "repeats": [{"energy_j", "prefill_j", "decode_j", "duration_s"}, ...],
-          "records": [{"subject", "gold", "predicted", "input_tokens", "output_tokens"}, ...],
+          "records": [{"subject", "gold", "predicted", "input_tokens", "output_tokens",
+                       "computed_input_tokens"}, ...],  # computed: shared prefixes once
           "details": {...},                  # strategy-specific extras
+          "sampled": false,                  # the strategy samples (random answers)
+          "prompt": {"name": "default", "fingerprint": "16 hex digits",
+                     "fields": {...}},       # the prompt (pytest_energy.prompts.Prompt)
           "outcome": {                       # what the checks concluded (Outcome.to_dict())
             "status": "pass" | "fail" | "accepted",
             "baseline": "compared" | "missing" | "mismatch" | "estimated" | "noisy"
                         | "updated" | "off",
             "attribution": ["transformers 5.24.0 -> 5.25.0", ...],  # soft fields changed
             "noise": "CV 31%",               # why a comparison was too noisy, or null
+            "prompt_change": "shots 0 -> 5; input tokens per question 148 -> 612",  # or null
             "checks": [{"kind", "metric", "value", "limit", "passed", "message",
                         "change", "tolerance", "statistic", "improved"}, ...],
             "notes": [...], "accepted_reason": null

@@ -1,7 +1,8 @@
 """Test-time strategies: how a model turns MMLU questions into answers.
 
-* ``direct``: score the four answer letters after the harness prompt (one
-  forward pass; the letter is the one output token).
+* ``direct``: score the four answer letters after the prompt (one forward
+  pass; the letter is the one output token); ``direct:score=cloze`` scores each
+  choice's text by its length-normalised log-likelihood instead.
 * ``direct:generate``: generate a few tokens after ``Answer:`` and extract the letter.
 * ``cot[:max_tokens=N]``: zero-shot chain-of-thought, answer extracted from the text.
 * ``cot:budget_j=X``: controlled reasoning; the operating curve caps the reasoning
@@ -9,6 +10,9 @@
 * ``vote:k=N[,temperature=T,max_tokens=M]``: k sampled reasoning paths from one
   shared prefill, majority of valid answers (ties: earliest).
 * ``route``: energy-aware routing between (model, strategy) candidates.
+
+Each module declares its strategies and their options (see :mod:`.spec`); every
+strategy puts questions to the model through a :class:`~pytest_energy.prompts.Renderer`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pytest_energy.strategies.spec import StrategySpec, parse_strategy
 
 if TYPE_CHECKING:
     from pytest_energy.curves import Curve
+    from pytest_energy.rendering import Renderer
 
 
 @dataclass(frozen=True)
@@ -54,24 +59,15 @@ class Strategy(Protocol):
     ) -> list[QuestionRecord]: ...
 
 
-def build_strategy(spec: StrategySpec, context: StrategyContext) -> Strategy:
-    """The runner for ``spec``."""
-    from pytest_energy.strategies.direct import Direct, direct_prompt
-    from pytest_energy.strategies.reasoning import Generate, chain_of_thought, majority_vote
+def build_strategy(
+    spec: StrategySpec, context: StrategyContext, renderer: Renderer | None = None
+) -> Strategy:
+    """The runner for ``spec``, putting questions to the model with ``renderer``
+    (the default prompt when None)."""
+    from pytest_energy.prompts import DEFAULT_PROMPT
+    from pytest_energy.rendering import Renderer
 
-    if spec.name == "direct":
-        return Generate(spec, direct_prompt) if spec["generate"] else Direct(spec)
-    if spec.name == "cot" and spec["budget_j"] is not None:
-        from pytest_energy.strategies.budgeted import BudgetedReasoning
-
-        return BudgetedReasoning(spec, context)
-    if spec.name == "cot":
-        return chain_of_thought(spec)
-    if spec.name == "vote":
-        return majority_vote(spec)
-    from pytest_energy.strategies.route import Route
-
-    return Route(spec, context)
+    return spec.type.build(spec, context, renderer or Renderer(DEFAULT_PROMPT))
 
 
 __all__ = ["Strategy", "StrategyContext", "StrategySpec", "build_strategy", "parse_strategy"]

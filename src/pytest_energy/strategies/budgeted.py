@@ -19,16 +19,17 @@ from pytest_energy.curves import max_tokens_for_budget
 from pytest_energy.engine import Engine, Force, Ledger
 from pytest_energy.metrics import LETTERS, QuestionRecord
 from pytest_energy.mmlu import Question
+from pytest_energy.prompts import FORCED_ANSWER_CUE
+from pytest_energy.rendering import Renderer
 from pytest_energy.strategies import StrategyContext
-from pytest_energy.strategies.extraction import extract_answer
-from pytest_energy.strategies.prompts import FORCED_ANSWER_CUE, cot_user
 from pytest_energy.strategies.spec import StrategySpec
 
 
 class BudgetedReasoning:
-    def __init__(self, spec: StrategySpec, context: StrategyContext) -> None:
+    def __init__(self, spec: StrategySpec, context: StrategyContext, renderer: Renderer) -> None:
         self.spec = spec
         self.context = context
+        self.renderer = renderer
 
     def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
         self.context.curve(engine)  # a calibration sweep, if needed, happens here, unmeasured
@@ -38,7 +39,7 @@ class BudgetedReasoning:
     ) -> list[QuestionRecord]:
         curve = self.context.curve(engine)
         budget_j: float = self.spec["budget_j"]
-        prompts = [engine.prompt(cot_user(q)) for q in questions]
+        prompts = [self.renderer.cot(engine, q) for q in questions]
         # The forced answer costs the cue and one letter.
         reserve = engine.count_tokens(FORCED_ANSWER_CUE) + 1
         n_in = [engine.count_tokens(p) for p in prompts]
@@ -53,10 +54,11 @@ class BudgetedReasoning:
             force=Force(FORCED_ANSWER_CUE, LETTERS),
         )
         samples = [g.samples[0] for g in generated]
+        computed = [g.computed_input_tokens for g in generated]
         texts = [g.text for g in samples]
         out_tokens = [g.output_tokens for g in samples]
         predicted: list[str | None] = [
-            extract_answer(text, q.choices) if text else None
+            self.renderer.answer(text, q.choices) if text else None
             for text, q in zip(texts, questions, strict=True)
         ]
         forced: list[int] = []
@@ -74,6 +76,7 @@ class BudgetedReasoning:
             for i, sc in zip(late, scored, strict=True):
                 predicted[i] = _best(sc.logprobs)
                 out_tokens[i] += reserve
+                computed[i] += sc.computed_input_tokens
             forced.extend(late)
         per_question: list[dict[str, Any]] = [
             {
@@ -99,6 +102,7 @@ class BudgetedReasoning:
                 predicted=predicted[i],
                 input_tokens=n_in[i],
                 output_tokens=out_tokens[i],
+                computed_input_tokens=computed[i],
             )
             for i, q in enumerate(questions)
         ]

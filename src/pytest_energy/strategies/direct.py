@@ -1,4 +1,13 @@
-"""``direct``: the likelihood of the four answer letters after the harness prompt."""
+"""``direct``: answer in one step after the prompt's answer cue.
+
+* ``score=letters`` (default): the likelihood of the four answer letters; one
+  forward pass, and the scored letter counts as the one output token.
+* ``score=cloze``: each choice's full text after the cue, scored by its
+  log-likelihood per character (the cloze formulation small models are usually
+  reported with). Nothing is generated: 0 output tokens; the choice tokens the
+  model read count as input tokens.
+* ``generate``: generate up to ``max_tokens`` tokens and extract the letter.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +16,21 @@ from collections.abc import Sequence
 from pytest_energy.engine import Engine, Ledger
 from pytest_energy.metrics import LETTERS, QuestionRecord
 from pytest_energy.mmlu import Question
-from pytest_energy.strategies.prompts import ANSWER_CUE, direct_user
-from pytest_energy.strategies.spec import StrategySpec
+from pytest_energy.rendering import Renderer
+from pytest_energy.strategies import Strategy, StrategyContext
+from pytest_energy.strategies.reasoning import Generate
+from pytest_energy.strategies.spec import Option, StrategySpec, StrategyType
 
-# After "Answer:" the letter follows a space, as in the harness.
+# After "Answer:" the letter (or the choice's text) follows a space, as in the harness.
 LETTER_CANDIDATES = tuple(" " + letter for letter in LETTERS)
-
-
-def direct_prompt(engine: Engine, question: Question) -> str:
-    return engine.prompt(direct_user(question), ANSWER_CUE)
 
 
 class Direct:
     """One forward pass per question; the scored letter counts as the one output token."""
 
-    def __init__(self, spec: StrategySpec) -> None:
+    def __init__(self, spec: StrategySpec, renderer: Renderer) -> None:
         self.spec = spec
+        self.renderer = renderer
 
     def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
         pass
@@ -30,7 +38,7 @@ class Direct:
     def run(
         self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
-        prompts = [direct_prompt(engine, q) for q in questions]
+        prompts = [self.renderer.direct(engine, q) for q in questions]
         scored = engine.score(prompts, LETTER_CANDIDATES, ledger)
         return [
             QuestionRecord(
@@ -39,6 +47,60 @@ class Direct:
                 predicted=LETTERS[max(range(4), key=lambda i: s.logprobs[i])],
                 input_tokens=s.input_tokens,
                 output_tokens=1,
+                computed_input_tokens=s.computed_input_tokens,
             )
             for q, s in zip(questions, scored, strict=True)
         ]
+
+
+class Cloze:
+    """Each choice's text after the cue, by log-likelihood per character."""
+
+    def __init__(self, spec: StrategySpec, renderer: Renderer) -> None:
+        self.spec = spec
+        self.renderer = renderer
+
+    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+        pass
+
+    def run(
+        self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
+    ) -> list[QuestionRecord]:
+        prompts = [self.renderer.direct(engine, q) for q in questions]
+        continuations = [[" " + text.strip() for text in q.choices] for q in questions]
+        scored = engine.score_choices(prompts, continuations, ledger)
+        records = []
+        for q, s in zip(questions, scored, strict=True):
+            per_char = [lp / max(1, n) for lp, n in zip(s.logprobs, s.chars, strict=True)]
+            records.append(
+                QuestionRecord(
+                    subject=q.subject,
+                    gold=q.answer,
+                    predicted=LETTERS[max(range(4), key=lambda i: per_char[i])],
+                    input_tokens=s.input_tokens,
+                    output_tokens=0,
+                    computed_input_tokens=s.computed_input_tokens,
+                )
+            )
+        return records
+
+
+def _build(spec: StrategySpec, context: StrategyContext, renderer: Renderer) -> Strategy:
+    if spec["generate"]:
+        return Generate(spec, renderer, renderer.direct)
+    if spec["score"] == "cloze":
+        return Cloze(spec, renderer)
+    return Direct(spec, renderer)
+
+
+STRATEGIES = (
+    StrategyType(
+        "direct",
+        {
+            "generate": Option(bool, False),
+            "max_tokens": Option(int, 8),
+            "score": Option(str, "letters", choices=("letters", "cloze")),
+        },
+        _build,
+    ),
+)

@@ -12,13 +12,14 @@ counted in the evaluation: it is paid once, not per question.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from pytest_energy.engine import Engine, Ledger
 from pytest_energy.metrics import QuestionRecord
 from pytest_energy.mmlu import CATEGORIES, Question
+from pytest_energy.rendering import Renderer
 from pytest_energy.routing import (
     Candidate,
     Profile,
@@ -27,21 +28,24 @@ from pytest_energy.routing import (
     route,
     summarise,
 )
-from pytest_energy.strategies import StrategyContext, build_strategy, parse_strategy
-from pytest_energy.strategies.prompts import cot_user
-from pytest_energy.strategies.spec import StrategySpec
+from pytest_energy.strategies import Strategy, StrategyContext, build_strategy, parse_strategy
+from pytest_energy.strategies.spec import Option, StrategySpec, StrategyType
 
 DEFAULT_CALIBRATION_QUESTIONS = 32
 
 
 class Route:
-    def __init__(self, spec: StrategySpec, context: StrategyContext) -> None:
+    """Routes each question to a candidate; the candidates use the route's prompt."""
+
+    def __init__(self, spec: StrategySpec, context: StrategyContext, renderer: Renderer) -> None:
         self.spec = spec
         self.context = context
+        self.renderer = renderer
 
     def _options(self, engine: Engine) -> RouteOptions:
-        given = {k: str(v) for k, v in self.spec.options.items() if v is not None}
-        return parse_route_options(given, default_model=engine.spec.label)
+        return parse_route_options(
+            _route_options(self.spec.options), default_model=engine.spec.label
+        )
 
     def _profiles(
         self, engine: Engine, questions: Sequence[Question], seed: int
@@ -61,7 +65,7 @@ class Route:
         decisions = [
             route(
                 q.subject,
-                engine.count_tokens(engine.prompt(cot_user(q))),
+                engine.count_tokens(self.renderer.cot(engine, q)),
                 profiles,
                 target_accuracy=target,
                 lam=options.lam,
@@ -74,7 +78,7 @@ class Route:
             chosen[decision.chosen].append(i)
         records: list[QuestionRecord | None] = [None] * len(questions)
         for (model, strategy), members in sorted(chosen.items()):
-            runner = build_strategy(parse_strategy(strategy), self.context)
+            runner = build_strategy(parse_strategy(strategy), self.context, self.renderer)
             answered = runner.run(
                 self.context.engines(model), [questions[i] for i in members], ledger, seed=seed
             )
@@ -108,14 +112,14 @@ class Route:
     def _profile(
         self, candidate: Candidate, questions: Sequence[Question], n: int, seed: int
     ) -> Profile:
-        key = f"route-profile|{candidate.label}|{n}|{seed}"
+        key = f"route-profile|{candidate.label}|{n}|{seed}|{self.renderer.fingerprint(())}"
         cache = self.context.cache
         if key not in cache:
             asked = {(q.subject, q.question) for q in questions}
             pool = self.context.mmlu().sample(n + len(questions), seed=seed + 7919)
             sample = [q for q in pool if (q.subject, q.question) not in asked][:n]
             engine = self.context.engines(candidate.model)
-            runner = build_strategy(parse_strategy(candidate.strategy), self.context)
+            runner = build_strategy(parse_strategy(candidate.strategy), self.context, self.renderer)
             profiling = Ledger()
             records = runner.run(engine, sample, profiling, seed=seed)
             tokens = sum(r.input_tokens + r.output_tokens for r in records)
@@ -143,3 +147,34 @@ def _profile_summary(profile: Profile) -> dict[str, Any]:
         "questions": profile.n,
         "mean_output_tokens": profile.mean_output_tokens,
     }
+
+
+def _route_options(options: Mapping[str, Any]) -> dict[str, str]:
+    """The routing options given (the common ``prompt`` option is the renderer's)."""
+    return {k: str(v) for k, v in options.items() if v is not None and k != "prompt"}
+
+
+def _sampled(options: Mapping[str, Any]) -> bool:
+    """Whether any candidate samples (a candidate without a model counts as direct/cot)."""
+    parsed = parse_route_options(_route_options(options), default_model="model")
+    return any(parse_strategy(c.strategy).sampled for c in parsed.candidates)
+
+
+def _build(spec: StrategySpec, context: StrategyContext, renderer: Renderer) -> Strategy:
+    return Route(spec, context, renderer)
+
+
+STRATEGIES = (
+    StrategyType(
+        "route",
+        # Checked by pytest_energy.routing.parse_route_options.
+        {
+            "candidates": Option(str),
+            "target_accuracy": Option(str),
+            "lambda": Option(str),
+            "calibration": Option(str),
+        },
+        _build,
+        sampled=_sampled,
+    ),
+)

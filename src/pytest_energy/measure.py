@@ -1,0 +1,80 @@
+"""One measured repeat of an evaluation: the whole run in one strict meter window."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from pytest_energy.engine import Ledger
+from pytest_energy.errors import WindowTooShort
+from pytest_energy.locking import shared_device_warned
+from pytest_energy.machine_load import LoadProbe
+from pytest_energy.meters.idle import net_energy_j
+from pytest_energy.metrics import QuestionRecord, RepeatSample
+
+if TYPE_CHECKING:
+    from pytest_energy.engine import Engine
+    from pytest_energy.meters.base import EnergyMeter
+    from pytest_energy.mmlu import Question
+    from pytest_energy.strategies import Strategy
+
+# Repeating a run inside one window stops here: a workload still too short
+# after that many runs is too small to measure with this meter.
+MAX_RUNS_PER_WINDOW = 64
+
+
+def measure_repeat(
+    runner: Strategy,
+    engine: Engine,
+    questions: Sequence[Question],
+    seed: int,
+    *,
+    meter: EnergyMeter,
+    lock: Callable[[], AbstractContextManager[Any]],
+    idle_power_w: Callable[[], float | None],
+) -> tuple[list[QuestionRecord], RepeatSample, dict[str, Any]]:
+    """One measured repeat: the whole run in one strict window, phases inside it.
+
+    ``lock`` holds the device while it is measured; ``idle_power_w`` gives the
+    meter's idle power (None: unknown). A run too short for the meter's counter
+    is repeated inside the window (and divided), never reported as 0 J. When
+    phase windows were too short to resolve on their own, the prefill/decode
+    split follows their durations and says so in ``details["phase_split"]``.
+    """
+    runs = 1
+    while True:
+        ledger = Ledger()
+        try:
+            with lock(), shared_device_warned(meter.meter), LoadProbe() as load:
+                start = time.perf_counter()
+                with meter.window(engine.sync) as total:
+                    for _ in range(runs):
+                        answered = runner.run(engine, questions, ledger, seed=seed)
+                duration_s = (time.perf_counter() - start) / runs
+        except WindowTooShort:
+            if runs >= MAX_RUNS_PER_WINDOW:
+                raise
+            runs *= 4
+            continue
+        break
+    energy_j = total.energy_j / runs
+    details = dict(ledger.details)
+    if runs > 1:
+        details["runs_per_window"] = runs
+    if ledger.short_windows:
+        phase_s = ledger.prefill_s + ledger.decode_s
+        share = ledger.prefill_s / phase_s if phase_s else 0.0
+        prefill_j, decode_j = energy_j * share, energy_j * (1 - share)
+        details["phase_split"] = "by-duration"
+    else:
+        prefill_j, decode_j = ledger.prefill_j / runs, ledger.decode_j / runs
+        details["phase_split"] = "measured"
+    details["overhead_j"] = max(0.0, energy_j - prefill_j - decode_j)
+    idle_w = idle_power_w()
+    if idle_w is not None:
+        details["idle_power_w"] = idle_w
+        details["net_energy_j"] = net_energy_j(energy_j, duration_s, idle_w)
+    sample = RepeatSample(energy_j, prefill_j, decode_j, duration_s, load.other_cores)
+    return answered, sample, details
