@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 Status = Literal["pass", "fail", "accepted"]
+# The start of the note of an evaluation whose entry --energy-update-baseline writes.
+UPDATE_NOTE = "baseline entry will be "
+
 BaselineState = Literal["compared", "missing", "mismatch", "estimated", "noisy", "updated", "off"]
 
 
@@ -67,12 +70,16 @@ class Outcome:
     prompt_change: str | None = None
 
     def of_failed_test(self) -> Outcome:
-        """This outcome for a test that failed (after its evaluation, or because of it)."""
+        """This outcome for a test that failed (after its evaluation, or because of it).
+
+        A failed test is no reference: with ``--energy-update-baseline`` its entry is
+        not written, so the note that promised one goes."""
+        notes = tuple(n for n in self.notes if not n.startswith(UPDATE_NOTE))
         if self.status == "fail":
-            return replace(self, test_failed=True)
+            return replace(self, test_failed=True, notes=notes)
         note = "the test failed after its evaluation; not recorded in the baseline"
         return replace(
-            self, status="fail", test_failed=True, notes=(*self.notes, note), accepted_reason=None
+            self, status="fail", test_failed=True, notes=(*notes, note), accepted_reason=None
         )
 
     @property

@@ -18,7 +18,7 @@ from pytest_energy.budgets import Budgets
 from pytest_energy.fingerprint import soft_changes
 from pytest_energy.gate import ALPHA, compare, comparison_notes
 from pytest_energy.metrics import EvalResult
-from pytest_energy.outcome import BaselineState, Check, Outcome, Status
+from pytest_energy.outcome import UPDATE_NOTE, BaselineState, Check, Outcome, Status
 from pytest_energy.prompts import describe_prompt_change
 from pytest_energy.settings import Tolerance
 from pytest_energy.stats import coefficient_of_variation
@@ -88,7 +88,7 @@ def judge(
     state: BaselineState
     if update_baseline:
         state = "updated"
-        notes.append("baseline entry will be " + ("recorded" if entry is None else "refreshed"))
+        notes.append(UPDATE_NOTE + ("recorded" if entry is None else "refreshed"))
     elif entry is None or (mismatch := baseline_mismatch(entry, result)) is not None:
         if entry is None:
             state = "missing"

@@ -14,6 +14,7 @@ from pytest_energy.report import (
     format_j,
     format_sig,
     pareto_front,
+    strategy_label,
     verdict,
 )
 
@@ -73,3 +74,11 @@ def test_device_prefers_the_gpu_name() -> None:
     assert device_label({"cpu": "EPYC", "gpu": "H200"}) == "H200"
     assert device_label({"cpu": "EPYC"}) == "EPYC"
     assert device_label({}) == "unknown"
+
+
+def test_a_strategy_label_names_a_prompt_other_than_the_default() -> None:
+    assert strategy_label(make_result(strategy="direct")) == "smollm2-135m / direct"
+    default = make_result(strategy="direct", prompt={"name": "default"})
+    assert strategy_label(default) == "smollm2-135m / direct"
+    ours = make_result(strategy="direct", prompt={"name": "five-shot"})
+    assert strategy_label(ours) == "smollm2-135m / direct / prompt five-shot"

@@ -137,3 +137,15 @@ def test_a_baseline_without_a_prompt_fingerprint_is_prompt_not_recorded() -> Non
     assert outcome.prompt_change is None
     assert outcome.baseline == "compared"
     assert not any("prompt" in note for note in outcome.notes)
+
+
+def test_an_update_run_names_a_failed_test_as_not_recorded() -> None:
+    """With --energy-update-baseline a failing test is no reference: its row says so."""
+    outcome = judge(
+        make_result(), budgets=Budgets(), entry=None, tolerance=TOLERANCE, update_baseline=True
+    )
+    assert baseline_state_text(outcome) == "baseline updated"
+    assert outcome.notes == ("baseline entry will be recorded",)
+    failed = outcome.of_failed_test()
+    assert baseline_state_text(failed) == "not recorded: test failed"
+    assert not any("will be recorded" in note for note in failed.notes)

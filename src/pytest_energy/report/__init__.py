@@ -136,6 +136,8 @@ def baseline_state_text(outcome: Outcome) -> str:
     """What the baseline comparison did, when it did not compare numbers."""
     if outcome.baseline == "noisy":
         return "too noisy to compare" + (f" ({outcome.noise})" if outcome.noise else "")
+    if outcome.baseline == "updated" and outcome.test_failed:
+        return "not recorded: test failed"  # a failed test is no reference
     return {
         "missing": "no baseline",
         "mismatch": "not compared",
@@ -187,5 +189,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 
 def strategy_label(result: EvalResult) -> str:
-    """``model / strategy``: the point a Pareto picture shows."""
-    return f"{result.model} / {result.strategy}"
+    """``model / strategy``, with ``/ prompt NAME`` for a prompt other than the
+    default: the point a Pareto picture shows."""
+    name = result.prompt.get("name")
+    prompt = f" / prompt {name}" if name and name != "default" else ""
+    return f"{result.model} / {result.strategy}{prompt}"
