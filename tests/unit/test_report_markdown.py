@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -254,3 +255,13 @@ def test_a_run_with_failures_and_acceptances_counts_both() -> None:
         [row("t::a", outcome=failing), row("t::b", outcome=accepted)], accepted_reason="known"
     )
     assert "**2 regressions** in 1 of 2 tests; 1 accepted. Reason: known" in text
+
+
+@pytest.mark.parametrize("baseline", ["compared", "noisy", "mismatch"])
+def test_a_prompt_change_is_named_whether_or_not_energy_was_compared(baseline: str) -> None:
+    changed = replace(
+        outcome(regression(), baseline=baseline),  # type: ignore[arg-type]
+        prompt_change="shots 0 -> 5; input tokens per question 148 -> 772",
+    )
+    markdown = render_markdown([row(outcome=changed)])
+    assert "prompt changed: " + escape_md(changed.prompt_change or "") in markdown

@@ -63,10 +63,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence
 
 
 def _change_from_outcome(outcome: Outcome) -> str:
-    if outcome.baseline == "mismatch":
-        return baseline_state_text(outcome) + " \N{DOUBLE DAGGER}"
+    # A prompt change is named whether or not the energy could be compared.
+    prompt = (
+        ["prompt changed: " + escape_md(outcome.prompt_change)] if outcome.prompt_change else []
+    )
     if outcome.baseline != "compared":
-        return baseline_state_text(outcome)
+        mark = " \N{DOUBLE DAGGER}" if outcome.baseline == "mismatch" else ""
+        return "<br>".join([*prompt, baseline_state_text(outcome) + mark])
     failed = _ICONS["accepted"] if outcome.status == "accepted" else _ICONS["fail"]
     parts = []
     for check in outcome.checks:
@@ -77,8 +80,7 @@ def _change_from_outcome(outcome: Outcome) -> str:
             continue
         mark = f" {failed}" if not check.passed else " (improved)" if check.improved else ""
         parts.append(escape_md(describe_check(check)) + mark)
-    if outcome.prompt_change:
-        parts.insert(0, "prompt changed: " + escape_md(outcome.prompt_change))
+    parts = [*prompt, *parts]
     if outcome.attribution:
         parts.append("since the baseline: " + escape_md(", ".join(outcome.attribution)))
     return "<br>".join(parts) or "within tolerance"

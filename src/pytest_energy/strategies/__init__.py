@@ -12,7 +12,7 @@
 * ``route``: energy-aware routing between (model, strategy) candidates.
 
 Each module declares its strategies and their options (see :mod:`.spec`); every
-strategy puts questions to the model through a :class:`~pytest_energy.prompts.Renderer`.
+strategy puts questions to the model through a :class:`~pytest_energy.rendering.Renderer`.
 """
 
 from __future__ import annotations
