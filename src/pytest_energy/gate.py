@@ -184,6 +184,10 @@ def compare(
             evidence = repeat_evidence(old, head)
             checks.append(compare_values(metric, *medians, tolerance, evidence, alpha=alpha))
     if result.questions and base.questions:
+        if not energy and same_questions:
+            # Energy too noisy to compare: the prompt's length on the same questions is
+            # exact, and stands in for the prefill it costs (a prompt change shows here).
+            checks.extend(_input_tokens(result, base, tolerance, alpha))
         checks.append(_output_tokens(result, base, tolerance, same_questions, sampled, alpha))
         checks.append(_accuracy(result, base, tolerance, same_questions, sampled, alpha))
     return tuple(checks)
@@ -211,6 +215,25 @@ def comparison_notes(result: EvalResult, base: BaselineEntry) -> tuple[str, ...]
 def same_question_set(result: EvalResult, base: BaselineEntry) -> bool:
     """Whether ``result`` asked the baseline's questions, in order (unknown: no)."""
     return bool(result.question_set) and result.question_set == base.question_set
+
+
+def _input_tokens(
+    result: EvalResult, base: BaselineEntry, tol: Tolerance, alpha: float
+) -> tuple[Check, ...]:
+    before = base.summary.get("input_tokens")
+    if not isinstance(before, (int, float)):
+        return ()  # an entry recorded without its token counts
+    evidence = Evidence(None, None, f"exact: same {result.questions} questions")
+    return (
+        compare_values(
+            "input_tokens_per_question",
+            before / base.questions,
+            result.input_tokens / result.questions,
+            tol,
+            evidence,
+            alpha=alpha,
+        ),
+    )
 
 
 def _output_tokens(
@@ -291,7 +314,7 @@ def _deterministic(questions: int) -> str:
 
 
 def _value(metric: str, x: float) -> str:
-    if metric == "output_tokens_per_question":
+    if metric.endswith("tokens_per_question"):
         return f"{x:.1f} tokens"
     if metric == "accuracy":
         return f"{x:.1%}"

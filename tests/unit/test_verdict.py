@@ -12,6 +12,7 @@ import pytest
 from factories import ENERGY_J, FINGERPRINT, make_result
 from pytest_energy.baseline_entry import entry_from_result
 from pytest_energy.budgets import Budgets
+from pytest_energy.outcome import Outcome
 from pytest_energy.report import baseline_state_text, comparison_summary
 from pytest_energy.settings import Tolerance
 from pytest_energy.verdict import judge
@@ -149,3 +150,23 @@ def test_an_update_run_names_a_failed_test_as_not_recorded() -> None:
     failed = outcome.of_failed_test()
     assert baseline_state_text(failed) == "not recorded: test failed"
     assert not any("will be recorded" in note for note in failed.notes)
+
+
+def test_a_longer_prompt_fails_on_input_tokens_when_energy_is_too_noisy() -> None:
+    """Under other load the joules are no evidence, but the prompt's tokens on the same
+    questions are exact: five shots still fail the gate, an unchanged prompt passes."""
+    entry = entry_from_result(_cpu_result(list(ENERGY_J), 0.0))
+
+    def judged(input_tokens: int) -> Outcome:
+        energy = [e * 6 for e in ENERGY_J]  # six times the joules, under load
+        head = make_result(
+            energy, input_tokens=input_tokens, meter="cpu-estimate", estimated=True, other_load=1.0
+        )
+        return judge(head, budgets=Budgets(), entry=entry, tolerance=TOLERANCE)
+
+    longer, same = judged(400), judged(80)
+    assert (longer.baseline, same.baseline) == ("noisy", "noisy")
+    assert [c.metric for c in longer.regressions] == ["input_tokens_per_question"]
+    assert longer.status == "fail"
+    assert same.status == "pass"
+    assert not any(c.metric.startswith("j_") for c in longer.checks + same.checks)

@@ -41,6 +41,7 @@ METRIC_LABELS: dict[str, str] = {
     "j_per_question": "J/question",
     "j_per_correct": "J/correct",
     "output_tokens_per_question": "output tokens/question",
+    "input_tokens_per_question": "input tokens/question",
     "output_tokens": "output tokens",
 }
 
