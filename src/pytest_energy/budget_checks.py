@@ -63,7 +63,9 @@ def check_budgets(result: EvalResult, budgets: Budgets) -> tuple[Check, ...]:
 
 
 def sig(x: float) -> str:
-    """Three significant digits (``0.0120``, ``0.840``, ``40.0``), whole numbers from 1000."""
+    """Three significant digits (``0.0120``, ``0.840``, ``40.0``), whole numbers from 100."""
     if x == 0 or not math.isfinite(x):
         return f"{x:g}"
-    return f"{x:.0f}" if abs(x) >= 1000 else f"{x:#.3g}"
+    if abs(x) >= 100:  # "103", not the "103." of '#.3g'
+        return f"{x:.0f}"
+    return f"{x:#.3g}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from factories import baseline_check, budget_check, make_result, outcome
+from pytest_energy.budget_checks import sig
 from pytest_energy.outcome import Outcome
 from pytest_energy.report import (
     describe_check,
@@ -82,3 +83,13 @@ def test_a_strategy_label_names_a_prompt_other_than_the_default() -> None:
     assert strategy_label(default) == "smollm2-135m / direct"
     ours = make_result(strategy="direct", prompt={"name": "five-shot"})
     assert strategy_label(ours) == "smollm2-135m / direct / prompt five-shot"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.012, "0.0120"), (0.84, "0.840"), (40.0, "40.0"), (103.4, "103"), (446.2, "446")],
+)
+def test_check_messages_show_three_significant_digits_without_a_trailing_point(
+    value: float, text: str
+) -> None:
+    assert sig(value) == text
