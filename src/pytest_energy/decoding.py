@@ -1,6 +1,7 @@
 """Per-row bookkeeping of the engine's decode loop (pure Python, no torch).
 
-Each row generates until it emits a stop token or reaches its own token limit.
+Each row generates until it emits a stop token, its text contains one of the
+prompt's stop strings, or it reaches its own token limit.
 With a forcing cue, a row at its limit is not dropped: the cue's tokens are fed
 one per step through its KV cache, and the candidates' log-probabilities after
 the cue become its forced answer.
@@ -8,14 +9,31 @@ the cue become its forced answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
+
+# Stop strings are looked for in the decoded tail of a row: this many tokens more
+# than the longest stop string has characters (a token is at least one character,
+# bar the odd byte-level piece).
+STOP_TAIL_SLACK = 4
 
 
 class DecodeState:
     """Per-row bookkeeping of the decode loop: tokens, stop, forced-answer progress."""
 
-    def __init__(self, rows: int, cue_at: list[int]) -> None:
+    def __init__(
+        self,
+        rows: int,
+        cue_at: list[int],
+        stop_strings: Sequence[str] = (),
+        decode: Callable[[list[int]], str] | None = None,
+    ) -> None:
+        if stop_strings and decode is None:
+            raise ValueError("stop strings need a decode function")
         self.tokens: list[list[int]] = [[] for _ in range(rows)]
+        self.stop_strings = tuple(s for s in stop_strings if s)
+        self._decode = decode
+        self._tail = max((len(s) for s in self.stop_strings), default=0) + STOP_TAIL_SLACK
         self.stopped = [False] * rows
         self.forced: list[tuple[float, ...] | None] = [None] * rows
         # -1: generating; k >= 0: the next cue token to feed (forcing an answer)
@@ -50,7 +68,7 @@ class DecodeState:
                 continue
             token = picked[j]
             self.tokens[r].append(token)
-            if token in stop:
+            if token in stop or self._stop_string(r):
                 self.stopped[r] = True
                 continue
             if len(self.tokens[r]) >= limit[r]:
@@ -60,3 +78,10 @@ class DecodeState:
             feed.append(token)
             keep.append(j)
         return feed, keep
+
+    def _stop_string(self, row: int) -> bool:
+        """Whether the row's text now ends a generation: a stop string in its tail."""
+        if not self.stop_strings or self._decode is None:
+            return False
+        tail = self._decode(self.tokens[row][-self._tail :])
+        return any(s in tail for s in self.stop_strings)

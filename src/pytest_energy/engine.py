@@ -54,6 +54,7 @@ class _Sampling:
     temperature: float
     generator: Any
     stop_at_eos: bool
+    stop: tuple[str, ...] = ()  # strings that end a row (the prompt's ``stop``)
 
 
 class Engine:
@@ -233,6 +234,7 @@ class Engine:
         seed: int = 0,
         stop_at_eos: bool = True,
         force: Force | None = None,
+        stop: Sequence[str] = (),
     ) -> list[Generated]:
         """Greedy (temperature 0) or sampled continuations, ``samples`` per prompt.
 
@@ -242,6 +244,7 @@ class Engine:
         and the candidates' log-probabilities after it are returned (controlled
         reasoning's forced answer, at the cost of a few decode steps).
         ``stop_at_eos=False`` generates exactly the limit (calibration sweeps).
+        ``stop`` strings end a row once its text contains one (the text keeps it).
         """
         limits = (
             [max_new_tokens] * len(prompts)
@@ -254,7 +257,7 @@ class Engine:
         rows = self._tokenize(prompts)
         out: list[Generated | None] = [None] * len(prompts)
         rows_per_batch = max(1, self.batch_size // samples)
-        sampling = _Sampling(samples, temperature, gen, stop_at_eos)
+        sampling = _Sampling(samples, temperature, gen, stop_at_eos, tuple(stop))
         for part, prefix in self._passes.batches(rows, rows_per_batch, GENERATE_PADDING, ledger):
             results = self._generate_batch(
                 part, prefix, [limits[i] for i in part.rows], ledger, sampling, force
@@ -293,7 +296,12 @@ class Engine:
                 last_pos = last_pos.repeat_interleave(samples, dim=0)
             total = logits.shape[0]
             limit = [limits[r // samples] for r in range(total)]
-            decode = DecodeState(total, cue_at=[0 if force and n == 0 else -1 for n in limit])
+            decode = DecodeState(
+                total,
+                cue_at=[0 if force and n == 0 else -1 for n in limit],
+                stop_strings=sampling.stop,
+                decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+            )
             active = list(range(total))
             with self._passes.measured("decode", ledger) as w:
                 while active:

@@ -241,6 +241,28 @@ def test_generation_counts_prompt_and_output_tokens_like_an_unpadded_reference(
     assert 0 < stopped_early < len(questions), "need rows that stop while others continue"
 
 
+def test_a_stop_string_ends_a_row_where_its_text_first_contains_it(
+    engine: Engine, questions: Sequence[Question]
+) -> None:
+    """The prompt's ``stop`` saves the tokens after it: each row is the same greedy
+    text cut at the token that completed the stop string."""
+    prompts = [cot_prompt(engine, q) for q in questions]
+    full = engine.generate(prompts, Ledger(), max_new_tokens=24)
+    cut = engine.generate(prompts, Ledger(), max_new_tokens=24, stop=["\n"])
+    saved = 0
+    for q, whole, short in zip(questions, full, cut, strict=True):
+        a, b = whole.samples[0], short.samples[0]
+        where = f"{q.source}: {a.text!r} / {b.text!r}"
+        assert a.text.startswith(b.text), where
+        if "\n" in a.text:
+            assert b.stopped, where
+            assert "\n" in b.text, where
+            saved += a.output_tokens - b.output_tokens
+        else:
+            assert b.output_tokens == a.output_tokens, where
+    assert saved > 0, "no row reached a newline within 24 tokens"
+
+
 # -- (b) batching does not change answers -----------------------------------------------------
 
 

@@ -52,6 +52,7 @@ class BudgetedReasoning:
             ledger,
             max_new_tokens=allowance,
             force=Force(FORCED_ANSWER_CUE, LETTERS),
+            stop=self.renderer.prompt.stop,
         )
         samples = [g.samples[0] for g in generated]
         computed = [g.computed_input_tokens for g in generated]

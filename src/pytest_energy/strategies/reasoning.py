@@ -52,6 +52,7 @@ class Generate:
             samples=self.samples,
             temperature=self.temperature,
             seed=seed,
+            stop=self.renderer.prompt.stop,
         )
         answer = self.renderer.answer
         return [
