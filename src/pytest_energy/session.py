@@ -182,22 +182,13 @@ class EnergySession:
         return self._device
 
     def engine(self, model: str) -> Engine:
-        """The session's one engine for ``model`` (loaded on first use)."""
-        from pytest_energy.backends import is_served, model_spec, open_served
-        from pytest_energy.engine import Engine
+        """The session's one backend for ``model`` (opened on first use: served, vLLM or
+        the transformers engine, see :func:`~pytest_energy.backends.open_backend`)."""
+        from pytest_energy.backends import model_spec, open_backend
 
         spec = model_spec(model, self.settings.rootdir)
-        if spec not in self._engines and is_served(spec.location):
-            self._engines[spec] = open_served(spec, self.settings, self.meter)
-        elif spec not in self._engines:
-            self._engines[spec] = Engine.load(
-                spec,
-                device=self.device,
-                meter=self.meter,
-                batch_size=self.settings.batch_size,
-                cache_dir=self.settings.cache_dir,
-                dtype=self.settings.dtype,
-            )
+        if spec not in self._engines:
+            self._engines[spec] = open_backend(spec, self.settings, self.meter, lambda: self.device)
         return self._engines[spec]
 
     # -- evaluation ----------------------------------------------------------------

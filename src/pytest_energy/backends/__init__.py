@@ -1,7 +1,8 @@
 """Backends: what runs the model, behind the one protocol the strategies call.
 
 A strategy never knows which backend runs it, and a backend never knows which
-strategy asked. Two backends implement :class:`Backend`:
+strategy asked. Three backends implement :class:`Backend`, and
+:func:`open_backend` picks one from the model spec:
 
 * the in-process transformers engine (:class:`pytest_energy.engine.Engine`,
   the embedded default: a Hugging Face id, a folder, a ``.gguf`` file or the
@@ -9,9 +10,12 @@ strategy asked. Two backends implement :class:`Backend`:
 * a served model (:class:`pytest_energy.backends.openai.OpenAIBackend`): a
   model spec that is the URL of an OpenAI-compatible API,
   ``http(s)://HOST:PORT/v1[#NAME]`` (vLLM, SGLang, TGI, llama.cpp,
-  llama-cpp-python). It needs ``pip install 'pytest-energy[served]'`` (httpx).
+  llama-cpp-python). It needs ``pip install 'pytest-energy[served]'`` (httpx);
+* in-process vLLM (:class:`pytest_energy.backends.vllm.VllmBackend`): a model
+  spec ``vllm:ID_OR_PATH``, where ``ID_OR_PATH`` is a local spec as above. It
+  needs ``pip install 'pytest-energy[vllm]'`` and a CUDA device.
 
-Importing this package imports neither torch nor httpx.
+Importing this package imports neither torch, httpx nor vllm.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from pytest_energy.backends.server import is_served
+from pytest_energy.errors import ModelError
 from pytest_energy.models import ModelSpec, resolve_model
 
 if TYPE_CHECKING:
@@ -97,12 +102,60 @@ class Backend(Protocol):
     ) -> list[Generated]: ...
 
 
+VLLM_PREFIX = "vllm:"
+
+
+def is_vllm(model: str) -> bool:
+    """Whether a model spec (or a resolved spec's label) names the in-process vLLM backend."""
+    return model.strip().lower().startswith(VLLM_PREFIX)
+
+
 def model_spec(model: str, rootdir: Path | None) -> ModelSpec:
-    """The spec of a served model (its URL as given: the session's key) or of a
-    local one (:func:`~pytest_energy.models.resolve_model`)."""
+    """The spec of a served model (its URL as given: the session's key), of a vLLM
+    one (``vllm:ID_OR_PATH``, resolved like a local model and labelled
+    ``vllm:<its label>``) or of a local one
+    (:func:`~pytest_energy.models.resolve_model`)."""
     if is_served(model):
         return ModelSpec(label=model.strip(), location=model.strip())
+    if is_vllm(model):
+        inner = model.strip()[len(VLLM_PREFIX) :].strip()
+        if not inner or is_vllm(inner) or is_served(inner):
+            raise ModelError(
+                f"model spec {model.strip()!r} names no local model; give vllm:ID_OR_PATH "
+                "(a Hugging Face id, a folder or smollm2-135m)"
+            )
+        spec = resolve_model(inner, rootdir=rootdir)
+        return ModelSpec(VLLM_PREFIX + spec.label, spec.location, spec.gguf_file)
     return resolve_model(model, rootdir=rootdir)
+
+
+def open_backend(
+    spec: ModelSpec, settings: Settings, meter: EnergyMeter, device: Callable[[], str]
+) -> Engine:
+    """Open the backend that runs ``spec`` (from :func:`model_spec`): served, vLLM
+    or the transformers engine, with the session's settings and meter.
+    ``device()`` gives the session's device; it is only asked for by the
+    in-process backends (it imports torch).
+    """
+    if is_served(spec.location):
+        return open_served(spec, settings, meter)
+    if is_vllm(spec.label):
+        from pytest_energy.backends.vllm import VllmBackend
+
+        backend = VllmBackend.load(
+            spec, meter=meter, device=device(), dtype=settings.dtype, cache_dir=settings.cache_dir
+        )
+        return cast("Engine", backend)
+    from pytest_energy.engine import Engine
+
+    return Engine.load(
+        spec,
+        device=device(),
+        meter=meter,
+        batch_size=settings.batch_size,
+        cache_dir=settings.cache_dir,
+        dtype=settings.dtype,
+    )
 
 
 def open_served(spec: ModelSpec, settings: Settings, meter: EnergyMeter) -> Engine:
@@ -125,13 +178,25 @@ def open_served(spec: ModelSpec, settings: Settings, meter: EnergyMeter) -> Engi
 
 if TYPE_CHECKING:
     from pytest_energy.backends.openai import OpenAIBackend
+    from pytest_energy.backends.vllm import VllmBackend
 
-    # Checked by mypy: both backends satisfy the protocol.
+    # Checked by mypy: every backend satisfies the protocol.
     def _engine_is_a_backend(engine: Engine) -> Backend:
         return engine
 
     def _served_is_a_backend(backend: OpenAIBackend) -> Backend:
         return backend
 
+    def _vllm_is_a_backend(backend: VllmBackend) -> Backend:
+        return backend
 
-__all__ = ["Backend", "is_served", "model_spec", "open_served"]
+
+__all__ = [
+    "VLLM_PREFIX",
+    "Backend",
+    "is_served",
+    "is_vllm",
+    "model_spec",
+    "open_backend",
+    "open_served",
+]
