@@ -5,14 +5,17 @@
 Reports the energy counter's update period, the agreement between the counter
 and integrated instantaneous power over busy windows (bf16 matmuls with torch),
 idle power, other processes on the GPU, :func:`model_section` (the SmolLM2
-joules-per-token part), and then runs the ``tests/gpu`` folder
-(:func:`tests_section`, with skips turned into failures). Needs torch with CUDA
-and nvidia-ml-py.
+joules-per-token part), :func:`backends_section` (the same J/token through the
+transformers and the in-process vLLM backends, whose start adds a minute or two;
+skipped, with the reason printed, without vllm), and then runs the ``tests/gpu``
+folder (:func:`tests_section`, with skips turned into failures). Needs torch with
+CUDA and nvidia-ml-py.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -21,6 +24,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +154,78 @@ def model_section(result: dict[str, Any], args: argparse.Namespace) -> None:
     result["model"] = {"model": "smollm2-135m", "rows": rows}
 
 
+BACKENDS = ("vllm:smollm2-135m", "smollm2-135m")  # vLLM first: it claims most GPU memory
+
+
+def backends_section(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """J/token for direct and cot (max 128 tokens) on SmolLM2 at the transformers
+    backend and the in-process vLLM backend: the same ``--questions`` real MMLU
+    questions, one session, one nvml meter. Skipped (the reason printed to
+    stderr and recorded) without vllm or CUDA."""
+    import torch
+
+    reason = None
+    if find_spec("vllm") is None:
+        reason = "vllm is not installed (pip install 'pytest-energy[vllm]')"
+    elif not torch.cuda.is_available():
+        reason = "torch sees no CUDA device"
+    elif args.device != 0:
+        reason = "vLLM runs on the first visible GPU: use CUDA_VISIBLE_DEVICES, not --device"
+    if reason is not None:
+        print(f"gpu_check: backends: skipped: {reason}", file=sys.stderr)
+        result["backends"] = {"skipped": reason}
+        return
+    from pytest_energy.session import EnergySession
+    from pytest_energy.settings import Settings
+
+    # What the earlier sections left in torch's cache would count against vLLM's share.
+    gc.collect()
+    torch.cuda.empty_cache()
+    settings = Settings(
+        enabled=True,
+        meter="nvml",
+        mmlu=args.mmlu,
+        device=f"cuda:{args.device}",
+        rootdir=Path.cwd(),
+    )
+    session = EnergySession(settings, writes_files=False)
+    rows: list[dict[str, Any]] = []
+    try:
+        for model in BACKENDS:
+            for strategy in ("direct", "cot:max_tokens=128"):
+                started = time.monotonic()
+                r = session.evaluate(
+                    model, strategy, n=args.questions, subjects=None, seed=0, generation={}
+                )
+                rows.append(
+                    {
+                        "backend": r.fingerprint.get("backend", "transformers"),
+                        "model": r.model,
+                        "dtype": r.fingerprint.get("dtype"),
+                        "strategy": strategy,
+                        "questions": r.questions,
+                        "accuracy": r.accuracy,
+                        "input_tokens": r.input_tokens,
+                        "computed_input_tokens": r.computed_input_tokens,
+                        "output_tokens": r.output_tokens,
+                        "energy_j": r.energy_j,
+                        "j_per_token": r.j_per_token,
+                        "j_per_output_token": r.j_per_output_token,
+                        "duration_s": r.duration_s,
+                        "wall_s": round(time.monotonic() - started, 2),
+                        "phase_split": r.details.get("phase_split"),
+                        "runs_per_window": r.details.get("runs_per_window", 1),
+                    }
+                )
+        meter = session.meter.fingerprint()
+    finally:
+        session.close()
+        # vLLM's engine stops when its LLM is collected; tests/gpu starts its own.
+        gc.collect()
+        torch.cuda.empty_cache()
+    result["backends"] = {"model": "smollm2-135m", "meter": meter.get("meter"), "rows": rows}
+
+
 def tests_section(result: dict[str, Any], args: argparse.Namespace) -> None:
     """Run ``tests/gpu`` in a child pytest, a GPU required, and record its counts."""
     root = Path(__file__).resolve().parents[1]
@@ -197,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     result, counter = meter_section(args)
     try:
         model_section(result, args)
+        backends_section(result, args)
     finally:
         counter.close()
     if not args.no_tests:
