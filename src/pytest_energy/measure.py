@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
+from pytest_energy.backends.traffic import TrafficWindow
 from pytest_energy.engine import Ledger
 from pytest_energy.errors import WindowTooShort
 from pytest_energy.locking import shared_device_warned
@@ -42,12 +43,23 @@ def measure_repeat(
     is repeated inside the window (and divided), never reported as 0 J. When
     phase windows were too short to resolve on their own, the prefill/decode
     split follows their durations and says so in ``details["phase_split"]``.
+
+    A served model's backend has ``traffic_window()``: whether its server served
+    other clients during the window (``RepeatSample.exclusive``).
     """
+    watch: Callable[[], AbstractContextManager[TrafficWindow]] = getattr(
+        engine, "traffic_window", lambda: nullcontext(TrafficWindow())
+    )
     runs = 1
     while True:
         ledger = Ledger()
         try:
-            with lock(), shared_device_warned(meter.meter), LoadProbe() as load:
+            with (
+                lock(),
+                shared_device_warned(meter.meter),
+                watch() as traffic,
+                LoadProbe() as load,
+            ):
                 start = time.perf_counter()
                 with meter.window(engine.sync) as total:
                     for _ in range(runs):
@@ -76,5 +88,13 @@ def measure_repeat(
     if idle_w is not None:
         details["idle_power_w"] = idle_w
         details["net_energy_j"] = net_energy_j(energy_j, duration_s, idle_w)
-    sample = RepeatSample(energy_j, prefill_j, decode_j, duration_s, load.other_cores)
+    sample = RepeatSample(
+        energy_j,
+        prefill_j,
+        decode_j,
+        duration_s,
+        load.other_cores,
+        exclusive=traffic.exclusive,
+        other_tokens=traffic.other_tokens,
+    )
     return answered, sample, details

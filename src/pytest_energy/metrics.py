@@ -51,6 +51,10 @@ class RepeatSample:
     duration_s: float
     # Cores other processes kept busy on average during the repeat (None: unknown).
     other_load: float | None = None
+    # A served model: whether its server served only us during the repeat, and the
+    # tokens it served beyond ours (None: unknown, or not served; backends.traffic).
+    exclusive: bool | None = None
+    other_tokens: int | None = None
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -175,6 +179,21 @@ class EvalResult:
         return statistics.median(loads) if loads else None
 
     @property
+    def exclusive(self) -> bool | None:
+        """Whether the server served only us in every repeat: false when another client
+        shared any repeat's window (then the result is ``shared``), None when unknown."""
+        known = [s.exclusive for s in self.repeats]
+        if False in known:
+            return False
+        return True if known and None not in known else None
+
+    @property
+    def other_tokens(self) -> int | None:
+        """The most tokens the server served others in one repeat's window (None: unknown)."""
+        counts = [s.other_tokens for s in self.repeats if s.other_tokens is not None]
+        return max(counts) if counts else None
+
+    @property
     def j_per_token(self) -> float | None:
         return _ratio(self.energy_j, self.total_tokens)
 
@@ -249,6 +268,7 @@ class EvalResult:
             "strategy": self.strategy,
             "meter": self.meter,
             "estimated": self.estimated,
+            "exclusive": self.exclusive,
             "fingerprint": {str(k): str(v) for k, v in self.fingerprint.items()},
             "summary": self.summary(),
             "repeats": [asdict(s) for s in self.repeats],

@@ -27,6 +27,8 @@ from pytest_energy.errors import ServerError
 if TYPE_CHECKING:
     import httpx
 
+    from pytest_energy.backends.traffic import Tally
+
 T = TypeVar("T")
 
 # Waits before the retries of a connection error or a 5xx answer (three retries).
@@ -92,16 +94,21 @@ class Calls:
             return await self._owner.send(self._client, method, url, body)
 
     async def post_json(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST ``body``; the answer must be HTTP 200 with a JSON object."""
+        """POST ``body``; the answer must be HTTP 200 with a JSON object (its usage is
+        added to the client's ``tally``)."""
         reply = await self.request("POST", url, body)
-        return self._owner.json_object(reply, f"POST {url}")
+        answer = self._owner.json_object(reply, f"POST {url}")
+        if self._owner.tally is not None:
+            self._owner.tally.add(body, answer)
+        return answer
 
 
 class ServerClient:
     """Requests to one server, named ``server`` in messages (``llama-cpp-python at URL``).
 
     ``transport`` replaces httpx's network transport (an ``httpx.MockTransport``
-    in tests); ``retry_delays_s`` the waits before retries.
+    in tests); ``retry_delays_s`` the waits before retries; ``tally`` sums the
+    usage of every JSON answer to a POST (:mod:`.traffic`).
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class ServerClient:
         timeout_s: float = 300.0,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
         transport: Any = None,
+        tally: Tally | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -120,6 +128,7 @@ class ServerClient:
         self.timeout_s = timeout_s
         self.retry_delays_s = tuple(retry_delays_s)
         self.transport = transport
+        self.tally = tally
 
     # -- synchronous entry points -----------------------------------------------------
     def get(self, url: str) -> Reply:

@@ -27,12 +27,17 @@ prompt tokens of every request less those the server reports as cached, so
 ``computed_input_tokens + output_tokens`` of a call equals its usage totals. Each
 call is one phase window of the session's meter (``prefill`` for scoring,
 ``decode`` for generation, whose prompt is computed in the same request).
+
+Exclusivity: :meth:`OpenAIBackend.traffic_window`, which the measured repeat
+calls around its window when a backend has it, compares the tokens the server's
+Prometheus counters served with those our usage accounted (:mod:`.traffic`).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +54,7 @@ from pytest_energy.backends.responses import (
 )
 from pytest_energy.backends.server import ServedModel, ServerInfo, discover, parse_served
 from pytest_energy.backends.tokens import ServedTokens, local_tokenizer
+from pytest_energy.backends.traffic import ServerTraffic, Tally, TrafficWindow
 from pytest_energy.engine_results import ChoiceScores, Force, Generated, Generation, Ledger, Scored
 from pytest_energy.errors import ServerError
 from pytest_energy.meters.base import EnergyMeter, Phase
@@ -85,12 +91,14 @@ class OpenAIBackend:
         client: ServerClient,
         tokens: ServedTokens,
         meter: EnergyMeter,
+        traffic: ServerTraffic | None = None,
     ) -> None:
         self.served = served
         self.info = info
         self.client = client
         self.tokens = tokens
         self.meter = meter
+        self.traffic = traffic
         self.spec = ModelSpec(label=served.label(info.model_id), location=served.base_url)
         self.completions_url = f"{served.base_url}/completions"
         self._cloze = Cloze(self)
@@ -111,19 +119,22 @@ class OpenAIBackend:
         and load the model's tokenizer when its name resolves locally."""
         served = parse_served(model)
 
-        def client(server: str) -> ServerClient:
+        def client(server: str, tally: Tally | None = None) -> ServerClient:
             return ServerClient(
                 server,
                 concurrency=concurrency,
                 timeout_s=timeout_s,
                 retry_delays_s=retry_delays_s,
                 transport=transport,
+                tally=tally,
             )
 
         info = discover(client(f"server at {served.base_url}"), served)
-        api = client(info.label)
+        tally = Tally()
+        api = client(info.label, tally)
         tokens = ServedTokens(local_tokenizer(info.model_id, rootdir), api, served, info)
-        return cls(served, info, api, tokens, meter)
+        traffic = ServerTraffic.of(api, served.root_url, tally)
+        return cls(served, info, api, tokens, meter, traffic)
 
     # -- what the renderer and the strategies read ------------------------------------
     @property
@@ -153,6 +164,13 @@ class OpenAIBackend:
         if self.info.version is not None:
             found["server_version"] = self.info.version
         return found
+
+    def traffic_window(self) -> AbstractContextManager[TrafficWindow]:
+        """Around a measured window: did the server serve anyone else meanwhile?
+        (``exclusive`` None: the server exposes no token counters.)"""
+        if self.traffic is None:
+            return nullcontext(TrafficWindow())
+        return self.traffic.window()
 
     # -- scoring ------------------------------------------------------------------------
     def score(

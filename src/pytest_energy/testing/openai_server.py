@@ -26,6 +26,11 @@ What a test can change (constructor arguments, or attributes later):
   ``missing_letters``: letters left out of every top-k; ``echo``: ``"correct"``,
   ``"shifted"`` (by one token, as llama-cpp-python) or ``"ignored"``.
 - ``delay_s``: each completion waits this long first (timeouts).
+- ``metrics=True``: serves vLLM's Prometheus counters at ``/metrics``
+  (``vllm:prompt_tokens_total``, counting an ``n=k`` request's prompt k times as
+  vLLM does, and ``vllm:generation_tokens_total``); ``metrics_lag_s``: a
+  completion's tokens reach them that long after its answer;
+  ``other_traffic(prompt, generated)`` adds tokens another client was served.
 - ``die_after(n)``: after n more completions the server drops the connection and
   stops listening (a server that dies mid-run).
 - ``respond_with(status, body, content_type)``: every request gets this answer
@@ -41,6 +46,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -113,6 +119,8 @@ class FakeOpenAIServer:
         missing_letters: Sequence[str] = (),
         echo: str = "correct",
         delay_s: float = 0.0,
+        metrics: bool = False,
+        metrics_lag_s: float = 0.0,
     ) -> None:
         self.models = list(models)
         self.owned_by = owned_by
@@ -124,6 +132,11 @@ class FakeOpenAIServer:
         self.missing_letters = tuple(missing_letters)
         self.echo = echo
         self.delay_s = delay_s
+        self.metrics = metrics
+        self.metrics_lag_s = metrics_lag_s
+        # vLLM's counters: tokens served (prompt, generated), and those still to land.
+        self.counted = [0, 0]
+        self._landing: list[tuple[float, int, int]] = []
         self.requests: list[tuple[str, Any]] = []
         self.usage_totals = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
         self._vocab: dict[str, int] = {}
@@ -156,6 +169,32 @@ class FakeOpenAIServer:
     ) -> None:
         with self._lock:
             self._override = (status, body.encode(), content_type)
+
+    def other_traffic(self, prompt_tokens: int, generated_tokens: int) -> None:
+        """Count tokens served to another client in the ``/metrics`` counters."""
+        with self._lock:
+            self.counted[0] += prompt_tokens
+            self.counted[1] += generated_tokens
+
+    def _metrics_text(self) -> str:
+        now = time.monotonic()
+        for due, prompt, generated in [t for t in self._landing if t[0] <= now]:
+            self._landing.remove((due, prompt, generated))
+            self.counted[0] += prompt
+            self.counted[1] += generated
+        model = self.models[0] if self.models else ""
+        lines = []
+        for (name, what), value in zip(
+            (("prompt_tokens", "prefill"), ("generation_tokens", "generation")),
+            self.counted,
+            strict=True,
+        ):
+            lines += [
+                f"# HELP vllm:{name}_total Number of {what} tokens processed.",
+                f"# TYPE vllm:{name}_total counter",
+                f'vllm:{name}_total{{model_name="{model}"}} {float(value)}',
+            ]
+        return "\n".join(lines) + "\n"
 
     def die_after(self, completions: int) -> None:
         with self._lock:
@@ -245,6 +284,8 @@ class FakeOpenAIServer:
             choices.append(choice)
         answer: dict[str, Any] = {"object": "text_completion", "model": body.get("model")}
         answer["choices"] = choices
+        lands = time.monotonic() + self.metrics_lag_s
+        self._landing.append((lands, len(prompt_words) * n, completion_tokens))
         if self.usage:
             cached = min(self.cached_tokens, len(prompt_words))
             answer["usage"] = {
@@ -278,6 +319,9 @@ class FakeOpenAIServer:
                 self._completions_left -= 1
         if path == "/v1/completions" and method == "POST" and self.delay_s:
             self._closing.wait(self.delay_s)
+        if path == "/metrics" and method == "GET" and self.metrics:
+            with self._lock:
+                return 200, self._metrics_text().encode(), "text/plain; version=0.0.4"
         with self._lock:
             data = self._route(method, path, body if isinstance(body, dict) else {})
         if data is None:
