@@ -2,7 +2,8 @@
 
 An entry keeps the hardware fingerprint, the meter and whether the energy is
 estimated, the per-repeat samples the gate's statistics need, the question set,
-the prompt, and a summary for humans. Floats are rounded to six significant
+the prompt, a summary for humans, and for a served model whether its server
+served only us (``exclusive``, written only when known). Floats are rounded to six significant
 digits so that a refreshed baseline shows a small diff.
 """
 
@@ -56,13 +57,18 @@ class BaselineEntry:
     sampled: bool | None = None
     # The prompt: {"name", "fingerprint", "fields"}; {}: recorded before prompts were.
     prompt: Mapping[str, Any] = field(default_factory=dict)
+    # A served model: whether its server served only us while this was recorded
+    # (false: shared with other clients; None: unknown, stored only when known).
+    exclusive: bool | None = None
 
     def median(self, metric: str) -> float | None:
         values = self.samples.get(metric, ())
         return statistics.median(values) if values else None
 
     def to_dict(self) -> dict[str, Any]:
+        known = {} if self.exclusive is None else {"exclusive": self.exclusive}
         return {
+            **known,
             "model": self.model,
             "strategy": self.strategy,
             "meter": self.meter,
@@ -127,6 +133,9 @@ class BaselineEntry:
             raise ValueError("'sampled' must be true, false or null")
         if not isinstance(prompt, Mapping) or not isinstance(prompt.get("fingerprint", ""), str):
             raise ValueError("'prompt' must be an object with a string 'fingerprint'")
+        exclusive = data.get("exclusive")
+        if exclusive is not None and not isinstance(exclusive, bool):
+            raise ValueError("'exclusive' must be true, false or null")
         return cls(
             model=data["model"],
             strategy=data["strategy"],
@@ -142,6 +151,7 @@ class BaselineEntry:
             summary=dict(summary),
             sampled=sampled,
             prompt=dict(prompt),
+            exclusive=exclusive,
         )
 
 
@@ -180,6 +190,7 @@ def entry_from_result(result: EvalResult) -> BaselineEntry:
         summary=_rounded(result.summary()),
         sampled=result.sampled,
         prompt=dict(result.prompt),
+        exclusive=result.exclusive,
     )
 
 

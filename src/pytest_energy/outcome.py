@@ -15,7 +15,9 @@ Status = Literal["pass", "fail", "accepted"]
 # The start of the note of an evaluation whose entry --energy-update-baseline writes.
 UPDATE_NOTE = "baseline entry will be "
 
-BaselineState = Literal["compared", "missing", "mismatch", "estimated", "noisy", "updated", "off"]
+BaselineState = Literal[
+    "compared", "missing", "mismatch", "estimated", "noisy", "shared", "updated", "off"
+]
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,10 @@ class Outcome:
     ``baseline`` says what the comparison did: ``mismatch`` (a hard fingerprint
     field differs) and ``noisy`` are comparisons not made; ``noise`` says why
     (``CV 31%``: the repeats vary more than the tolerance; ``other load 1.9
-    cores``: other processes shared the CPU a CPU meter measures). ``attribution``
-    lists the software versions that changed since the baseline
+    cores``: other processes shared the CPU a CPU meter measures); ``shared``:
+    a served model's server also served other clients during this run's window
+    or the baseline's, so energy was not compared (accuracy and tokens were).
+    ``attribution`` lists the software versions that changed since the baseline
     (``transformers 5.24.0 -> 5.25.0``), to read next to the changes.
     ``prompt_change``: the prompt fields that changed since the baseline and
     the input tokens per question before and after (None: the same prompt, or

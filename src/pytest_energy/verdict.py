@@ -4,7 +4,9 @@
 :func:`decide` turns the checks into pass, fail or accepted. A baseline entry
 recorded on other hardware (a hard fingerprint field differs) or whose repeats
 vary more than the tolerance allows (``too noisy to compare``) is not compared
-on energy; software versions that changed are attributed, and compared.
+on energy; software versions that changed are attributed, and compared. Nor is
+energy compared where the served model's server also served other clients
+during this run's window or the baseline's (``shared``): their joules are in it.
 """
 
 from __future__ import annotations
@@ -102,16 +104,19 @@ def judge(
             notes.append(why)
     else:
         tolerance = budgets.tolerance_or(tolerance)
-        noise = too_noisy(result, entry, tolerance)
-        state = "noisy" if noise else "compared"
+        shared = shared_window(result, entry)
+        noise = None if shared else too_noisy(result, entry, tolerance)
+        state = "shared" if shared else "noisy" if noise else "compared"
         notes.extend(comparison_notes(result, entry))
+        if shared:
+            notes.append(shared)
         if noise:
             notes.append(
                 f"too noisy to compare ({noise}): energy not compared, since such a run is no "
                 "evidence either way; measure on a quiet machine or with more repeats, or "
                 "raise the tolerance"
             )
-        checks.extend(compare(result, entry, tolerance, alpha=alpha, energy=not noise))
+        checks.extend(compare(result, entry, tolerance, alpha=alpha, energy=not (noise or shared)))
         return decide(
             checks,
             accept_reason,
@@ -121,6 +126,8 @@ def judge(
             noise=noise,
             prompt_change=prompt_change(entry, result),
         )
+    if result.exclusive is False:
+        notes.append(shared_note(result) + "; measure while no other client uses the server")
     return decide(checks, accept_reason, baseline=state, notes=notes, baseline_problem=problem)
 
 
@@ -141,6 +148,39 @@ def too_noisy(result: EvalResult, base: BaselineEntry, tolerance: Tolerance) -> 
     if result.meter in CPU_METERS and load is not None and load > MAX_OTHER_LOAD:
         return f"other load {load:.1f} cores"
     return None
+
+
+def shared_note(result: EvalResult) -> str:
+    """That another client shared the server during ``result``'s window (its joules too)."""
+    other = result.other_tokens
+    beyond = f" ({other:,} tokens beyond ours)" if other else ""
+    return (
+        "shared: the model's server also served other clients during this run's measured "
+        f"window{beyond}, so its energy includes theirs"
+    )
+
+
+def shared_window(result: EvalResult, base: BaselineEntry) -> str | None:
+    """Why the energy of ``result`` and ``base`` cannot be compared because another
+    client shared the server during either window, or None.
+
+    An unknown side (a server without token counters, an entry recorded before
+    they were read) is compared as before: nothing says it was shared.
+    """
+    ours, theirs = result.exclusive is False, base.exclusive is False
+    if not (ours or theirs):
+        return None
+    if not theirs:
+        return (
+            shared_note(result) + ": energy is not compared with an exclusive baseline "
+            "(accuracy and tokens are); measure while no other client uses the server"
+        )
+    when = "during this run's window and " if ours else ""
+    return (
+        f"shared: the model's server also served other clients {when}when the baseline was "
+        "recorded, so energy is not compared with it (accuracy and tokens are); re-record "
+        "it with --energy-update-baseline while no other client uses the server"
+    )
 
 
 def failure_message(outcome: Outcome) -> str | None:

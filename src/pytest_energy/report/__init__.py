@@ -143,6 +143,7 @@ def baseline_state_text(outcome: Outcome) -> str:
         "missing": "no baseline",
         "mismatch": "not compared",
         "estimated": "estimated, not compared",
+        "shared": "shared, not compared",
         "updated": "baseline updated",
         "off": DASH,
         "compared": "",
@@ -164,6 +165,7 @@ def comparison_summary(outcomes: Sequence[Outcome]) -> str:
             ("compared", "compared"),
             ("mismatch", "not compared (other hardware or setup)"),
             ("noisy", "too noisy to compare"),
+            ("shared", "not compared (server shared with other clients)"),
             ("estimated", "estimated, so not compared"),
             ("missing", "without an entry"),
         )

@@ -24,12 +24,9 @@ from pytest_energy.outcome import Outcome
 from pytest_energy.report import (
     DASH,
     Row,
-    baseline_state_text,
     comparison_summary,
-    describe_check,
     device_label,
     format_accuracy,
-    format_change,
     format_j,
     format_percent,
     pareto_front,
@@ -37,15 +34,17 @@ from pytest_energy.report import (
     tests_ran,
 )
 from pytest_energy.report.escape import escape_md
+from pytest_energy.report.markdown_cells import (
+    ICONS,
+    budget_cell,
+    change_from_base,
+    change_from_outcome,
+    shared_footnote,
+)
 
 MARKER = "<!-- pytest-energy-report -->"
 GITHUB_COMMENT_LIMIT = 65000
 _MAX_REASON_CHARS = 500
-_ICONS = {
-    "pass": "\N{WHITE HEAVY CHECK MARK}",
-    "fail": "\N{CROSS MARK}",
-    "accepted": "\N{WARNING SIGN}\N{VARIATION SELECTOR-16}",
-}
 
 
 def _energy(result: EvalResult, value: float | None) -> str:
@@ -59,60 +58,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence
     return lines
 
 
-# -- the comparison column ------------------------------------------------------
-
-
-def _change_from_outcome(outcome: Outcome) -> str:
-    # A prompt change is named whether or not the energy could be compared.
-    prompt = (
-        ["prompt changed: " + escape_md(outcome.prompt_change)] if outcome.prompt_change else []
-    )
-    if outcome.baseline != "compared":
-        mark = " \N{DOUBLE DAGGER}" if outcome.baseline == "mismatch" else ""
-        return "<br>".join([*prompt, baseline_state_text(outcome) + mark])
-    failed = _ICONS["accepted"] if outcome.status == "accepted" else _ICONS["fail"]
-    parts = []
-    for check in outcome.checks:
-        # J/token always; other metrics when they moved beyond the tolerance.
-        if check.kind != "baseline" or (
-            check.metric != "j_per_token" and check.passed and not check.improved
-        ):
-            continue
-        mark = f" {failed}" if not check.passed else " (improved)" if check.improved else ""
-        parts.append(escape_md(describe_check(check)) + mark)
-    parts = [*prompt, *parts]
-    if outcome.attribution:
-        parts.append("since the baseline: " + escape_md(", ".join(outcome.attribution)))
-    return "<br>".join(parts) or "within tolerance"
-
-
-def _change_from_base(result: EvalResult, base: EvalResult | None) -> str:
-    if base is None:
-        return "new test"
-    if base.estimated != result.estimated:
-        return "not comparable (estimated vs measured)"
-    parts = []
-    for metric, label in (("j_per_token", "J/token"), ("j_per_question", "J/question")):
-        head, before = result.metric(metric), base.metric(metric)
-        if head is not None and before:
-            parts.append(f"{label} {format_change(head / before - 1)}")
-    points = (result.accuracy - base.accuracy) * 100
-    parts.append(f"accuracy {points:+.1f} pt")
-    if differing_fields(base.fingerprint, result.fingerprint):
-        parts.append("fingerprint differs \N{DOUBLE DAGGER}")
-    return "<br>".join(parts)
-
-
-def _budget(outcome: Outcome) -> str:
-    budgets = [c for c in outcome.checks if c.kind == "budget"]
-    if not budgets:
-        return DASH
-    breaches = [c for c in budgets if not c.passed]
-    if not breaches:
-        return f"ok ({len(budgets)})"
-    return "<br>".join(escape_md(describe_check(c)) + " \N{CROSS MARK}" for c in breaches)
-
-
 # -- sections -------------------------------------------------------------------
 
 
@@ -122,7 +67,9 @@ def _plural(count: int, singular: str, plural: str | None = None) -> str:
 
 def _all_compared(outcomes: Sequence[Outcome]) -> bool:
     """No evaluation skipped a baseline comparison it could have had."""
-    return not any(o.baseline in ("mismatch", "noisy", "estimated", "missing") for o in outcomes)
+    return not any(
+        o.baseline in ("mismatch", "noisy", "shared", "estimated", "missing") for o in outcomes
+    )
 
 
 def _verdict(rows: Sequence[Row], accepted_reason: str | None, interrupted: int | None) -> str:
@@ -140,20 +87,20 @@ def _verdict(rows: Sequence[Row], accepted_reason: str | None, interrupted: int 
     )
     if interrupted is not None:
         ran = tests_ran(rows)
-        line = f"{_ICONS['accepted']} **Interrupted**: {ran} of {interrupted} energy tests ran"
+        line = f"{ICONS['accepted']} **Interrupted**: {ran} of {interrupted} energy tests ran"
         line += f"; {failed} failed" if failed else ""
     elif failed:
         found = [_plural(regressions, "regression")] if regressions else []
         found += [_plural(breaches, "budget breach", "budget breaches")] if breaches else []
-        line = f"{_ICONS['fail']} **{', '.join(found) or 'failed'}** in {failed} of {tests}"
+        line = f"{ICONS['fail']} **{', '.join(found) or 'failed'}** in {failed} of {tests}"
     elif accepted:
         line = (
-            f"{_ICONS['accepted']} **Accepted**: {_plural(regressions, 'regression')} "
+            f"{ICONS['accepted']} **Accepted**: {_plural(regressions, 'regression')} "
             f"in {accepted} of {tests} reported without failing"
         )
     else:
         within = "budgets and baseline tolerance" if _all_compared(outcomes) else "budgets"
-        line = f"{_ICONS['pass']} **Pass**: {tests} within {within}"
+        line = f"{ICONS['pass']} **Pass**: {tests} within {within}"
     if failed and accepted and interrupted is None:
         line += f"; {accepted} accepted"
     if improvements:
@@ -183,13 +130,13 @@ def _main_table(rows: Sequence[Row], base: dict[str, EvalResult] | None) -> list
     for result, outcome in rows:
         per_question = result.output_tokens_per_question
         change = (
-            _change_from_outcome(outcome)
+            change_from_outcome(outcome, result)
             if base is None
-            else _change_from_base(result, base.get(result.test_id))
+            else change_from_base(result, base.get(result.test_id))
         )
         cells.append(
             [
-                _ICONS[outcome.status],
+                ICONS[outcome.status],
                 escape_md(result.test_id),
                 escape_md(result.model),
                 escape_md(result.strategy),
@@ -198,7 +145,7 @@ def _main_table(rows: Sequence[Row], base: dict[str, EvalResult] | None) -> list
                 _energy(result, result.j_per_question),
                 DASH if per_question is None else f"{per_question:.1f}",
                 change,
-                _budget(outcome),
+                budget_cell(outcome),
             ]
         )
     return _table(
@@ -221,6 +168,8 @@ def _footnotes(rows: Sequence[Row], base: dict[str, EvalResult] | None) -> list[
                 f"\N{DOUBLE DAGGER} {escape_md(result.test_id)}: hardware fingerprint "
                 f"differs from the baseline{': ' + detail if detail else ''}."
             )
+        if result.exclusive is False or outcome.baseline == "shared":
+            notes.append(shared_footnote(result, outcome))
         before = base.get(result.test_id) if base else None
         if before is not None and (
             keys := differing_fields(before.fingerprint, result.fingerprint)

@@ -14,9 +14,12 @@ indented by two spaces, ending in a newline, written atomically::
           "test_id": "tests/test_llm.py::test_cot",
           "model": "smollm2-135m", "strategy": "cot", "meter": "nvml",
           "estimated": false,                # true: joules from a model of power, not a sensor
+          "exclusive": true,                 # a served model's server served only us (false:
+                                             # "shared" with other clients; null: unknown)
           "fingerprint": {"gpu": "...", ...}, # hardware and software the joules belong to
           "summary": {...},                  # every derived metric (EvalResult.summary())
-          "repeats": [{"energy_j", "prefill_j", "decode_j", "duration_s"}, ...],
+          "repeats": [{"energy_j", "prefill_j", "decode_j", "duration_s", "other_load",
+                       "exclusive", "other_tokens"}, ...],
           "records": [{"subject", "gold", "predicted", "input_tokens", "output_tokens",
                        "computed_input_tokens"}, ...],  # computed: shared prefixes once
           "details": {...},                  # strategy-specific extras
@@ -26,7 +29,7 @@ indented by two spaces, ending in a newline, written atomically::
           "outcome": {                       # what the checks concluded (Outcome.to_dict())
             "status": "pass" | "fail" | "accepted",
             "baseline": "compared" | "missing" | "mismatch" | "estimated" | "noisy"
-                        | "updated" | "off",
+                        | "shared" | "updated" | "off",
             "attribution": ["transformers 5.24.0 -> 5.25.0", ...],  # soft fields changed
             "noise": "CV 31%",               # why a comparison was too noisy, or null
             "prompt_change": "shots 0 -> 5; input tokens per question 148 -> 612",  # or null
@@ -62,7 +65,16 @@ from pytest_energy.report import Row, sorted_rows
 SCHEMA = "pytest-energy/results"
 VERSION = 1
 _STATUSES = ("pass", "fail", "accepted")
-_BASELINE_STATES = ("compared", "missing", "mismatch", "estimated", "noisy", "updated", "off")
+_BASELINE_STATES = (
+    "compared",
+    "missing",
+    "mismatch",
+    "estimated",
+    "noisy",
+    "shared",
+    "updated",
+    "off",
+)
 
 
 class ResultsError(EnergyError):

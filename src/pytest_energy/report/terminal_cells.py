@@ -31,8 +31,13 @@ def meter_label(result: EvalResult) -> str:
     return _estimate_mark(result) + clean(result.meter)
 
 
-def change_items(outcome: Outcome) -> list[tuple[str, str]]:
-    """The "vs base" column of ``outcome``: ``(text, style)`` items, most important first."""
+def change_items(outcome: Outcome, result: EvalResult | None = None) -> list[tuple[str, str]]:
+    """The "vs base" column of ``outcome``: ``(text, style)`` items, most important first.
+
+    A ``result`` whose server also served other clients during its window says
+    ``shared`` whatever the baseline did."""
+    if result is not None and result.exclusive is False and outcome.baseline != "shared":
+        return [("shared", "yellow"), *change_items(outcome)]
     if outcome.baseline != "compared":
         return [(clean(baseline_state_text(outcome)), "")]
     # The headline metric always; any other only when it failed (the full list,

@@ -117,7 +117,7 @@ def _table(rows: Sequence[Row], width: int, meter: str | None) -> list[Text]:
     names = [clean(n) for n in short_names([r.test_id for r, _ in rows])]
     verdicts = [outcome.status.upper() for _, outcome in rows]
     numbers = [(format_percent(result.accuracy), *energy_cells(result)) for result, _ in rows]
-    changes = [change_items(outcome) for _, outcome in rows]
+    changes = [change_items(outcome, result) for result, outcome in rows]
     heads = ("accuracy", "J/token", "J/question")
     vw = max(cell_len(v) for v in verdicts)
     nw = [max(cell_len(h), *(cell_len(n[i]) for n in numbers)) for i, h in enumerate(heads)]

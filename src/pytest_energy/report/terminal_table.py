@@ -18,6 +18,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from pytest_energy.metrics import EvalResult
 from pytest_energy.outcome import Outcome
 from pytest_energy.report import (
     Row,
@@ -68,7 +69,7 @@ def energy_table(rows: Sequence[Row], *, narrow: bool) -> Table:
             what = clean(f"{result.model} {result.strategy}")
             test = Text(clean(name) + "\n" + what)
             accuracy = format_percent(result.accuracy)
-            table.add_row(verdict, test, accuracy, *energy, _change(outcome))
+            table.add_row(verdict, test, accuracy, *energy, _change(outcome, result))
             continue
         table.add_row(
             verdict,
@@ -80,7 +81,7 @@ def energy_table(rows: Sequence[Row], *, narrow: bool) -> Table:
             f"{format_count(result.input_tokens)}/{format_count(result.output_tokens)}",
             *energy,
             *([Text(meter_label(result))] if show_meter else []),
-            _change(outcome),
+            _change(outcome, result),
         )
     if any(r.estimated for r, _ in rows):
         table.caption = ESTIMATED_CAPTION
@@ -104,9 +105,9 @@ def failure_lines(rows: Sequence[Row]) -> list[str]:
     ]
 
 
-def _change(outcome: Outcome) -> Text:
+def _change(outcome: Outcome, result: EvalResult) -> Text:
     text = Text()
-    for item, style in change_items(outcome):
+    for item, style in change_items(outcome, result):
         if text:
             text.append("\n")
         text.append(item, style)
