@@ -4,15 +4,18 @@ Questions per second on SmolLM2-135M for ``direct`` (letter scoring), ``cot``
 (max 128 tokens) and ``vote:k=5``, with the engine (batched, cache pruning,
 shared vote prefill) and with a naive loop (one question at a time: a full
 forward for letter scoring, ``model.generate`` for CoT, k separate
-``generate`` calls for a vote). Also cold and warm model load, plugin start-up
-cost and meter overhead. Prints a table and writes JSON with every figure as a
-ratio against its same-run baseline.
+``generate`` calls for a vote). Both sides put each question to the model as
+the library renders it: the built-in ``default`` prompt through
+:class:`~pytest_energy.rendering.Renderer`. Also cold and warm model load,
+plugin start-up cost and meter overhead. Prints a table and writes JSON with
+every figure as a ratio against its same-run baseline.
 
-``fiveshot``: MMLU 5-shot prompts (shots from ``dev/``), 16 seeded questions from
-each of four subjects, in float32: direct letter scoring with shared prefixes
-against the engine with sharing off and against a naive loop over full prompts,
-and greedy CoT (max 64 tokens) with shared prefixes against ``model.generate``
-per question. Targets: direct at least 3x naive, CoT at least 4x naive.
+``fiveshot``: MMLU 5-shot prompts (the built-in ``mmlu-5shot`` prompt, shots
+from ``dev/``), 16 seeded questions from each of four subjects, in float32:
+direct letter scoring with shared prefixes against the engine with sharing off
+and against a naive loop over full prompts, and greedy CoT (max 64 tokens) with
+shared prefixes against ``model.generate`` per question. Targets: direct at
+least 3x naive, CoT at least 4x naive.
 
 The naive loop is slow (about 12 output tokens/s on 2 CPU cores), so it runs on
 ``--naive-questions`` of the sampled questions (a stratified subset of the
@@ -38,11 +41,8 @@ from typing import Any
 
 import torch
 from fiveshot import (  # benchmarks/ is on sys.path when this script runs
-    ANSWER_CUE,
     FIVESHOT_SUBJECTS,
     LETTER_CANDIDATES,
-    cot_user,
-    direct_user,
     fiveshot,
 )
 
@@ -51,12 +51,15 @@ from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.meters.cpu_estimate import CpuEstimateMeter
 from pytest_energy.mmlu import Question, load_mmlu
 from pytest_energy.models import resolve_model
+from pytest_energy.prompts import resolve_prompt
+from pytest_energy.rendering import Renderer
 from pytest_energy.strategies import StrategyContext, build_strategy, parse_strategy
-from pytest_energy.strategies.extraction import extract_answer
 from pytest_energy.strategies.voting import majority
 
 OUT = Path(__file__).parent / "results" / "engine.json"
 CASES = ("direct", "cot", "vote", "fiveshot", "load", "startup", "meter")
+# The zero-shot cases, naive loops and engine strategies alike, render with this.
+DEFAULT = Renderer(resolve_prompt("default", {}))
 
 
 def naive_direct(engine: Engine, questions: list[Question]) -> list[str]:
@@ -64,9 +67,7 @@ def naive_direct(engine: Engine, questions: list[Question]) -> list[str]:
     ids = [tok(c, add_special_tokens=False)["input_ids"][0] for c in LETTER_CANDIDATES]
     answers = []
     for q in questions:
-        enc = tok(
-            engine.prompt(direct_user(q), ANSWER_CUE), return_tensors="pt", add_special_tokens=False
-        )
+        enc = tok(DEFAULT.direct(engine, q), return_tensors="pt", add_special_tokens=False)
         with torch.inference_mode():
             logits = model(**enc).logits[0, -1]
         answers.append("ABCD"[int(torch.stack([logits[i] for i in ids]).argmax())])
@@ -83,7 +84,7 @@ def naive_generate(
     model, tok = engine.model, engine.tokenizer
     answers: list[str | None] = []
     for q in questions:
-        enc = tok(engine.prompt(cot_user(q)), return_tensors="pt", add_special_tokens=False)
+        enc = tok(DEFAULT.cot(engine, q), return_tensors="pt", add_special_tokens=False)
         votes = []
         for _ in range(k):
             sampling: dict[str, Any] = (
@@ -96,7 +97,7 @@ def naive_generate(
                     **enc, max_new_tokens=max_tokens, pad_token_id=tok.pad_token_id, **sampling
                 )
             text = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            votes.append(extract_answer(text, q.choices))
+            votes.append(DEFAULT.answer(text, q.choices))
         answers.append(majority(votes))
     return answers
 
@@ -204,7 +205,7 @@ def meter_overhead(engine: Engine, questions: list[Question]) -> dict[str, float
         opened += 1
         return original(*args, **kwargs)
 
-    runner = build_strategy(parse_strategy("cot:max_tokens=32"), _context(engine))
+    runner = build_strategy(parse_strategy("cot:max_tokens=32"), _context(engine), DEFAULT)
     meter.window = counting  # type: ignore[method-assign]
     try:
         start = time.perf_counter()
@@ -236,7 +237,7 @@ def prompt_tokens_computed(engine: Engine, questions: list[Question]) -> float:
         if ids is not None and ids.shape[1] > 1:  # a prompt pass, not a decode step
             computed += int(kwargs["attention_mask"][:, -ids.shape[1] :].sum())
 
-    prompts = [engine.prompt(cot_user(q)) for q in questions]
+    prompts = [DEFAULT.cot(engine, q) for q in questions]
     hook = engine.model.register_forward_pre_hook(count, with_kwargs=True)
     try:
         engine.generate(prompts, Ledger(), max_new_tokens=2, samples=5, temperature=0.7)
@@ -305,7 +306,7 @@ def main() -> None:
         naive_qps = len(subset) / naive_s
         report[name] = {"strategy": strategy, "naive_qps": naive_qps}
         for dtype, eng in engines.items():
-            runner = build_strategy(parse_strategy(strategy), _context(eng))
+            runner = build_strategy(parse_strategy(strategy), _context(eng), DEFAULT)
             start = time.perf_counter()
             runner.run(eng, questions, Ledger(), seed=0)
             ours_s = time.perf_counter() - start

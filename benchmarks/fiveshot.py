@@ -1,15 +1,15 @@
 """The 5-shot case of the engine benchmark (``benchmarks/engine.py --only fiveshot``).
 
-MMLU prompts in the harness layout, zero-shot (the existing cases) and 5-shot
-(header, the subject's first five ``dev/`` rows with their answers, then the
-question), built here from the CSVs until the library's renderer replaces them.
-The 5-shot case compares the engine with shared prefixes against the engine
-with sharing off and against naive loops over full prompts, in one run.
+MMLU 5-shot prompts as the library renders them: the built-in ``mmlu-5shot``
+prompt (header, the subject's first five ``dev/`` rows with their answers, then
+the question) through :class:`~pytest_energy.rendering.Renderer`, so the case
+measures what a test with ``prompt="mmlu-5shot"`` puts to the model. It compares
+the engine with shared prefixes against the engine with sharing off and against
+naive loops over the same full prompts, in one run.
 """
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -18,58 +18,13 @@ import torch
 
 from pytest_energy.engine import Engine, Ledger
 from pytest_energy.mmlu import Question, load_mmlu
+from pytest_energy.prompts import resolve_prompt
+from pytest_energy.rendering import ShotBook
+from pytest_energy.strategies.direct import LETTER_CANDIDATES
 
-LETTER_CANDIDATES = (" A", " B", " C", " D")
-ANSWER_CUE = "Answer:"
-COT_INSTRUCTION = (
-    'Think step by step, then finish with "The answer is (X)" where X is A, B, C or D.'
-)
 # One subject from each MMLU category, with 5-shot prefixes of 250 to 300 tokens.
 FIVESHOT_SUBJECTS = ("anatomy", "high_school_macroeconomics", "philosophy", "virology")
 FIVESHOT_TARGETS = {"direct": 3.0, "cot": 4.0}
-
-
-# The default prompt (the harness layout); the 5-shot one adds the dev rows.
-def header(q: Question) -> str:
-    return (
-        "The following are multiple choice questions (with answers) about "
-        f"{q.subject.replace('_', ' ')}.\n\n"
-    )
-
-
-def question_block(q: Question) -> str:
-    lines = [q.question.strip()]
-    lines += [f"{letter}. {choice}" for letter, choice in zip("ABCD", q.choices, strict=True)]
-    return "\n".join(lines)
-
-
-def direct_user(q: Question) -> str:
-    return header(q) + question_block(q)
-
-
-def cot_user(q: Question) -> str:
-    return header(q) + question_block(q) + "\n\n" + COT_INSTRUCTION
-
-
-def five_shot_user(q: Question, shots: list[Question], cot: bool = False) -> str:
-    """The MMLU 5-shot layout: header, five answered dev rows, the question.
-
-    Direct prompts end with the question (the engine's prompt adds the cue
-    ``Answer:``, opening the assistant turn); CoT prompts add the instruction.
-    """
-    examples = "".join(f"{question_block(s)}\nAnswer: {s.answer}\n\n" for s in shots[:5])
-    text = header(q) + examples + question_block(q)
-    return text + "\n\n" + COT_INSTRUCTION if cot else text
-
-
-def load_dev_shots(folder: str, subject: str) -> list[Question]:
-    """``dev/SUBJECT_dev.csv`` in the Hendrycks layout (question, A-D, answer; no header)."""
-    path = Path(folder) / "dev" / f"{subject}_dev.csv"
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [
-            Question(subject, r[0], (r[1], r[2], r[3], r[4]), r[5], f"{path.name}:{n}")
-            for n, r in enumerate(csv.reader(handle), start=1)
-        ]
 
 
 def timed(fn: Any) -> tuple[float, Any]:
@@ -94,10 +49,11 @@ def fiveshot(
     """5-shot direct and CoT: shared prefixes against sharing off and naive loops."""
     mmlu = load_mmlu(folder)
     questions = [q for s in subjects for q in mmlu.sample(per_subject, subjects=s, seed=0)]
-    shots = {s: load_dev_shots(folder, s) for s in subjects}
+    renderer = ShotBook(folder, Path.cwd()).renderer(resolve_prompt("mmlu-5shot", {}))
+    renderer.check_shots(questions)
     subset = spread(questions, naive_questions)
-    direct = [engine.prompt(five_shot_user(q, shots[q.subject]), ANSWER_CUE) for q in questions]
-    cot = [engine.prompt(five_shot_user(q, shots[q.subject], cot=True)) for q in questions]
+    direct = [renderer.direct(engine, q) for q in questions]
+    cot = [renderer.cot(engine, q) for q in questions]
     naive_direct_prompts = [direct[questions.index(q)] for q in subset]
     naive_cot_prompts = [cot[questions.index(q)] for q in subset]
     out: dict[str, Any] = {

@@ -1,10 +1,11 @@
 """Shared-prefix reuse and cloze scoring on the real SmolLM2-135M with real MMLU rows.
 
-Five-shot prompts (the MMLU layout, shots from ``dev/SUBJECT_dev.csv``) share a
-long prefix per subject, so the engine computes it once. Every result is
-checked against computing each prompt in full, in float32: letter and choice
-log-probabilities within 1e-3 nats, greedy texts token for token. A flipped
-answer names the question and its logit margin (a near-tie).
+Five-shot prompts (the built-in ``mmlu-5shot`` prompt as the library renders
+it, shots from ``dev/SUBJECT_dev.csv``) share a long prefix per subject, so the
+engine computes it once. Every result is checked against computing each prompt
+in full, in float32: letter and choice log-probabilities within 1e-3 nats,
+greedy texts token for token. A flipped answer names the question and its logit
+margin (a near-tie).
 
 The MMLU folder is ``PYTEST_ENERGY_TEST_MMLU`` or ``../shared/mmlu`` next to the
 repository; the tests skip when neither exists or the model stack is missing.
@@ -12,7 +13,6 @@ repository; the tests skip when neither exists or the model stack is missing.
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import os
 from collections.abc import Iterator, Sequence
@@ -27,6 +27,8 @@ from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.meters.cpu_estimate import CpuEstimateMeter
 from pytest_energy.mmlu import Question, load_mmlu
 from pytest_energy.models import SMOLLM2_ALIAS, resolve_model
+from pytest_energy.prompts import resolve_prompt
+from pytest_energy.rendering import Renderer, ShotBook
 
 pytestmark = pytest.mark.model
 
@@ -59,17 +61,10 @@ def questions(folder: Path) -> tuple[Question, ...]:
 
 
 @pytest.fixture(scope="module")
-def shots(folder: Path) -> dict[str, list[Question]]:
-    """The dev rows of each subject (Hendrycks layout: question, A-D, answer; no header)."""
-    out: dict[str, list[Question]] = {}
-    for subject in SUBJECTS:
-        path = folder / "dev" / f"{subject}_dev.csv"
-        with path.open(newline="", encoding="utf-8") as handle:
-            out[subject] = [
-                Question(subject, r[0], (r[1], r[2], r[3], r[4]), r[5], f"{path.name}:{n}")
-                for n, r in enumerate(csv.reader(handle), start=1)
-            ]
-    return out
+def five_shot(folder: Path) -> Renderer:
+    """The MMLU 5-shot layout (``mmlu-5shot``): the first five dev rows of the subject;
+    under the chat template the assistant turn opens with the cue ``Answer:``."""
+    return ShotBook(str(folder), None).renderer(resolve_prompt("mmlu-5shot", {}))
 
 
 @pytest.fixture(scope="module")
@@ -99,28 +94,7 @@ def sharing(engine: Engine, on: bool, min_saved: int | None = None) -> Iterator[
         engine.share_prefixes, engine.min_saved_tokens = before
 
 
-# -- prompts ---------------------------------------------------------------------------------
-
-
-def block(q: Question) -> str:
-    lines = [q.question.strip(), *(f"{x}. {c}" for x, c in zip(LETTERS, q.choices, strict=True))]
-    return "\n".join(lines) + "\n"
-
-
-def five_shot(engine: Engine, q: Question, shots: Sequence[Question], cot: bool = False) -> str:
-    """The MMLU 5-shot layout; the chat template's assistant turn opens with the cue."""
-    header = (
-        "The following are multiple choice questions (with answers) about "
-        f"{q.subject.replace('_', ' ')}.\n\n"
-    )
-    examples = "".join(f"{block(s)}Answer: {s.answer}\n\n" for s in shots[:5])
-    user = header + examples + block(q).rstrip("\n")
-    if cot:
-        instruction = (
-            'Think step by step, then finish with "The answer is (X)" where X is A, B, C or D.'
-        )
-        return engine.prompt(user + "\n\n" + instruction)
-    return engine.prompt(user, "Answer:")
+# -- helpers -------------------------------------------------------------------------------
 
 
 def first_of_each(questions: Sequence[Question], n: int, subjects: int = 2) -> list[Question]:
@@ -160,10 +134,10 @@ def margin(logprobs: Sequence[float]) -> str:
 
 
 def test_letter_scores_on_shared_prefixes_match_full_prompts(
-    engine: Engine, questions: Sequence[Question], shots: dict[str, list[Question]]
+    engine: Engine, questions: Sequence[Question], five_shot: Renderer
 ) -> None:
     asked = first_of_each(questions, 3)
-    prompts = [five_shot(engine, q, shots[q.subject]) for q in asked]
+    prompts = [five_shot.direct(engine, q) for q in asked]
     # Three prompts a subject: share every subject prefix, whatever it saves.
     with sharing(engine, True, min_saved=0), counting_prompt_tokens(engine.model) as counted:
         shared = engine.score(prompts, LETTER_CANDIDATES, Ledger())
@@ -187,9 +161,9 @@ def test_letter_scores_on_shared_prefixes_match_full_prompts(
 
 
 def test_sharing_off_computes_every_prompt_in_full(
-    engine: Engine, questions: Sequence[Question], shots: dict[str, list[Question]]
+    engine: Engine, questions: Sequence[Question], five_shot: Renderer
 ) -> None:
-    prompts = [five_shot(engine, q, shots[q.subject]) for q in first_of_each(questions, 2)]
+    prompts = [five_shot.direct(engine, q) for q in first_of_each(questions, 2)]
     with sharing(engine, False), counting_prompt_tokens(engine.model) as counted:
         scored = engine.score(prompts, LETTER_CANDIDATES, Ledger())
     expected = [token_count(engine, p) for p in prompts]
@@ -202,10 +176,10 @@ def test_sharing_off_computes_every_prompt_in_full(
 
 
 def test_greedy_generation_on_shared_prefixes_matches_full_prompts(
-    engine: Engine, questions: Sequence[Question], shots: dict[str, list[Question]]
+    engine: Engine, questions: Sequence[Question], five_shot: Renderer
 ) -> None:
     asked = first_of_each(questions, 2)
-    prompts = [five_shot(engine, q, shots[q.subject], cot=True) for q in asked]
+    prompts = [five_shot.cot(engine, q) for q in asked]
     limits = [12, 6, 12, 9]  # per-prompt limits share a batch
     ledger = Ledger()
     with sharing(engine, True, min_saved=0):
@@ -223,10 +197,10 @@ def test_greedy_generation_on_shared_prefixes_matches_full_prompts(
 
 
 def test_samples_and_forced_answers_work_from_a_shared_prefix(
-    engine: Engine, questions: Sequence[Question], shots: dict[str, list[Question]]
+    engine: Engine, questions: Sequence[Question], five_shot: Renderer
 ) -> None:
     asked = first_of_each(questions, 2, subjects=1)
-    prompts = [five_shot(engine, q, shots[q.subject], cot=True) for q in asked]
+    prompts = [five_shot.cot(engine, q) for q in asked]
     force = Force("\nThe answer is (", LETTERS)
     results = {}
     for on in (True, False):
@@ -272,10 +246,10 @@ def full_choice_logprobs(engine: Engine, prompt: str, choices: Sequence[str]) ->
 
 
 def test_cloze_scores_match_each_prompt_and_choice_computed_in_full(
-    engine: Engine, questions: Sequence[Question], shots: dict[str, list[Question]]
+    engine: Engine, questions: Sequence[Question], five_shot: Renderer
 ) -> None:
     asked = first_of_each(questions, 2, subjects=1)
-    prompts = [five_shot(engine, q, shots[q.subject]) for q in asked]
+    prompts = [five_shot.direct(engine, q) for q in asked]
     choices = [[" " + c for c in q.choices] for q in asked]
     with sharing(engine, True, min_saved=0):
         scored = engine.score_choices(prompts, choices, Ledger())
@@ -293,10 +267,10 @@ def test_cloze_scores_match_each_prompt_and_choice_computed_in_full(
 
 
 def test_char_normalised_cloze_accuracy_on_real_questions(
-    engine: Engine, questions: Sequence[Question], shots: dict[str, list[Question]]
+    engine: Engine, questions: Sequence[Question], five_shot: Renderer
 ) -> None:
     assert len(questions) >= 20
-    prompts = [five_shot(engine, q, shots[q.subject]) for q in questions]
+    prompts = [five_shot.direct(engine, q) for q in questions]
     choices = [[" " + c for c in q.choices] for q in questions]
     ledger = Ledger()
     scored = engine.score_choices(prompts, choices, ledger)
