@@ -137,15 +137,6 @@ class Engine:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
-    def prompt(self, user: str, assistant_prefix: str = "") -> str:
-        """The text the model sees: the chat template when the model has one."""
-        if not self.has_chat_template:
-            return user + assistant_prefix
-        text: str = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-        )
-        return text + assistant_prefix
-
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
