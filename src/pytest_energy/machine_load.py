@@ -6,25 +6,32 @@ contention, OpenMP threads spin-waiting for a core) and RAPL adds their joules
 outright. :class:`LoadProbe` measures, over one window, how many cores the rest
 of the machine kept busy on average: all busy CPU time from ``/proc/stat``
 minus this process's own (``os.times``), divided by the wall time. Linux only;
-elsewhere it reports nothing.
+elsewhere it reports nothing. A meter that also counts a model server's CPU time
+gives its own count of "ours" (``own_cpu_s``), so the server is not taken for
+other load; None from it means the meter counts the whole machine, and other
+load is unknown.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from pytest_energy.meters.proc_cpu import machine_busy_cpu_s
+
 PROC_STAT = Path("/proc/stat")
-# /proc/stat "cpu" columns that are not work: idle and iowait.
-_IDLE_COLUMNS = (3, 4)
 
 
 class LoadProbe:
     """``with LoadProbe() as probe: ...``; then ``probe.other_cores`` (None: unknown)."""
 
-    def __init__(self, stat: Path = PROC_STAT) -> None:
+    def __init__(
+        self, stat: Path = PROC_STAT, own_cpu_s: Callable[[], float | None] | None = None
+    ) -> None:
         self._stat = stat
+        self._own_cpu_s = own_cpu_s or _process_cpu_s
         self.other_cores: float | None = None
         self._start: tuple[float, float, float] | None = None
 
@@ -41,14 +48,13 @@ class LoadProbe:
             self.other_cores = max(0.0, (busy - own) / wall)
 
     def _sample(self) -> tuple[float, float, float] | None:
-        try:
-            first = self._stat.read_text(encoding="ascii").split("\n", 1)[0].split()
-        except OSError:
+        busy = machine_busy_cpu_s(self._stat)
+        own = self._own_cpu_s()
+        if busy is None or own is None:
             return None
-        if not first or first[0] != "cpu":
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        columns = [int(v) for v in first[1:9]]
-        busy = sum(v for i, v in enumerate(columns) if i not in _IDLE_COLUMNS) / ticks
-        mine = os.times()
-        return busy, mine.user + mine.system, time.monotonic()
+        return busy, own, time.monotonic()
+
+
+def _process_cpu_s() -> float:
+    mine = os.times()
+    return mine.user + mine.system

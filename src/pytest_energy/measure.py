@@ -45,7 +45,9 @@ def measure_repeat(
     split follows their durations and says so in ``details["phase_split"]``.
 
     A served model's backend has ``traffic_window()``: whether its server served
-    other clients during the window (``RepeatSample.exclusive``).
+    other clients during the window (``RepeatSample.exclusive``). A meter that
+    counts a model server's CPU time too has ``own_cpu_s()``, so that the server
+    is not taken for other load.
     """
     watch: Callable[[], AbstractContextManager[TrafficWindow]] = getattr(
         engine, "traffic_window", lambda: nullcontext(TrafficWindow())
@@ -58,7 +60,7 @@ def measure_repeat(
                 lock(),
                 shared_device_warned(meter.meter),
                 watch() as traffic,
-                LoadProbe() as load,
+                LoadProbe(own_cpu_s=getattr(meter.meter, "own_cpu_s", None)) as load,
             ):
                 start = time.perf_counter()
                 with meter.window(engine.sync) as total:

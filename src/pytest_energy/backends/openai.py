@@ -116,7 +116,9 @@ class OpenAIBackend:
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
     ) -> OpenAIBackend:
         """Ask the server at ``model`` (``http(s)://HOST:PORT/v1[#NAME]``) what it serves
-        and load the model's tokenizer when its name resolves locally."""
+        and load the model's tokenizer when its name resolves locally. A server on
+        this machine makes a ``cpu-estimate`` meter count its CPU time
+        (:meth:`~pytest_energy.meters.cpu_estimate.CpuEstimateMeter.count_local_server`)."""
         served = parse_served(model)
 
         def client(server: str, tally: Tally | None = None) -> ServerClient:
@@ -134,6 +136,9 @@ class OpenAIBackend:
         api = client(info.label, tally)
         tokens = ServedTokens(local_tokenizer(info.model_id, rootdir), api, served, info)
         traffic = ServerTraffic.of(api, served.root_url, tally)
+        count_server = getattr(meter.meter, "count_local_server", None)
+        if served.local and callable(count_server):
+            count_server()  # cpu-estimate: the server's CPU time, not only ours
         return cls(served, info, api, tokens, meter, traffic)
 
     # -- what the renderer and the strategies read ------------------------------------

@@ -11,6 +11,8 @@ endpoint) and names the server in messages; the requests are plain OpenAI.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -50,6 +52,19 @@ class ServedModel:
         parts = urlsplit(self.base_url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return f"{parts.hostname}:{port}"
+
+    @property
+    def local(self) -> bool:
+        """Whether the URL names this machine (a loopback address, ``localhost`` or
+        this host's name; no name lookup)."""
+        host = (urlsplit(self.base_url).hostname or "").lower()
+        if host in ("localhost", socket.gethostname().lower()):
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return host.endswith(".localhost")
+        return address.is_loopback or address.is_unspecified
 
     def label(self, model_id: str) -> str:
         """How results name the model: the base URL and the served model's id."""

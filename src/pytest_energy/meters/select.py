@@ -44,7 +44,7 @@ def create_meter(name: MeterName, settings: Settings, *, nvml_module: Any = None
     if name == "rapl":
         return _rapl(settings)
     if name == "cpu-estimate":
-        return EnergyMeter(CpuEstimateMeter(settings.watts_per_core))
+        return _cpu_estimate(settings)
     if name == "curve":
         return _curve(settings)
     if name == "dcgm":
@@ -107,4 +107,9 @@ def _auto(settings: Settings, nvml_module: Any) -> EnergyMeter:
         ),
         stacklevel=2,
     )
-    return EnergyMeter(CpuEstimateMeter(settings.watts_per_core))
+    return _cpu_estimate(settings)
+
+
+def _cpu_estimate(settings: Settings) -> EnergyMeter:
+    """This process's CPU time, and that of the server ``energy_server_pid`` names."""
+    return EnergyMeter(CpuEstimateMeter(settings.watts_per_core, server_pid=settings.server_pid))
