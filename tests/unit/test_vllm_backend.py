@@ -264,6 +264,71 @@ def test_without_a_usable_cuda_device_the_error_is_one_line(
     assert "\n" not in text
 
 
+@pytest.mark.usefixtures("with_cuda")
+def test_a_gguf_model_loads_once_dequantised_from_the_model_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import pytest_energy.models as models
+    from pytest_energy.model_cache import entry_name, file_sha256, write_manifest
+
+    gguf = tmp_path / "tiny.gguf"
+    gguf.write_bytes(b"GGUF weights")
+    cache = tmp_path / "cache"
+    entry = cache / entry_name(gguf, "float32", file_sha256(gguf))
+    built: list[tuple[str, str]] = []
+
+    def load_model(spec: ModelSpec, *, device: str, cache_dir: Path, dtype: str) -> None:
+        """What the transformers loader leaves in the cache: a verified entry."""
+        built.append((device, dtype))
+        entry.mkdir()
+        (entry / "config.json").write_text("{}", encoding="utf-8")
+        write_manifest(entry)
+
+    monkeypatch.setattr(models, "load_model", load_model)
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm())
+    spec = ModelSpec("vllm:tiny", str(tmp_path), "tiny.gguf")
+    for _ in range(2):
+        backend = VllmBackend.load(
+            spec, meter=EnergyMeter(FakeMeter()), device="cuda:0", dtype="float32", cache_dir=cache
+        )
+        assert llm(backend).model == str(entry)
+    assert built == [("cpu", "float32")]  # de-quantised once, on the CPU
+
+
+@pytest.mark.usefixtures("with_cuda")
+def test_a_gguf_model_without_a_writable_cache_is_a_model_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "tiny.gguf").write_bytes(b"GGUF weights")
+    (tmp_path / "cache").write_text("a file, not a folder", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm())
+    spec = ModelSpec("vllm:tiny", str(tmp_path), "tiny.gguf")
+    with pytest.raises(
+        ModelError, match=r"could not be written \(FileExistsError.*energy_cache_dir"
+    ):
+        VllmBackend.load(
+            spec, meter=EnergyMeter(FakeMeter()), device="cuda:0", cache_dir=tmp_path / "cache"
+        )
+
+
+@pytest.mark.usefixtures("with_cuda")
+def test_a_model_vllm_cannot_load_is_a_one_line_model_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = fake_vllm()
+
+    def refuse(model: str, **kwargs: Any) -> None:
+        raise ValueError("Invalid repository id: owner/tiny\nsee the docs")
+
+    module.LLM = refuse  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    with pytest.raises(ModelError) as excinfo:
+        VllmBackend.load(SPEC, meter=EnergyMeter(FakeMeter()), device="cuda:0")
+    assert str(excinfo.value) == (
+        "vLLM cannot load model vllm:owner/tiny from owner/tiny: Invalid repository id: owner/tiny"
+    )
+
+
 def test_a_vllm_spec_resolves_its_model_like_a_local_one(tmp_path: Path) -> None:
     folder = tmp_path / "tiny"
     folder.mkdir()
