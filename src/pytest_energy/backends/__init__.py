@@ -55,7 +55,8 @@ class Backend(Protocol):
     - ``generate``: ``samples`` continuations per prompt of up to
       ``max_new_tokens`` tokens (one limit or one per prompt), greedy at
       temperature 0, seeded otherwise; with ``force``, a sample that runs out of
-      tokens is given the cue and its candidates are scored.
+      tokens is given the cue and its candidates are scored; a ``stop`` string
+      ends a sample once its text contains it.
 
     Every result carries ``input_tokens`` (what the prompt conditioned on) and
     ``computed_input_tokens`` (prompt tokens really computed for it).
@@ -99,6 +100,7 @@ class Backend(Protocol):
         seed: int = 0,
         stop_at_eos: bool = True,
         force: Force | None = None,
+        stop: Sequence[str] = (),
     ) -> list[Generated]: ...
 
 

@@ -214,7 +214,7 @@ class OpenAIBackend:
         stop: Sequence[str] = (),
     ) -> list[Generated]:
         """Continuations as the engine's ``generate`` makes them; ``stop`` strings end a
-        generation on the server (the prompt's ``stop``; the engine has no such option)."""
+        generation on the server (the prompt's ``stop``)."""
         limits = (
             [max_new_tokens] * len(prompts)
             if isinstance(max_new_tokens, int)

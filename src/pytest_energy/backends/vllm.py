@@ -230,7 +230,7 @@ class VllmBackend:
         stop: Sequence[str] = (),
     ) -> list[Generated]:
         """Continuations as the engine's ``generate`` makes them; ``stop`` strings end a
-        generation in vLLM (the prompt's ``stop``; the engine has no such option)."""
+        generation in vLLM (the prompt's ``stop``)."""
         limits = (
             [max_new_tokens] * len(prompts)
             if isinstance(max_new_tokens, int)
