@@ -30,7 +30,9 @@ What a test can change (constructor arguments, or attributes later):
   (``vllm:prompt_tokens_total``, counting an ``n=k`` request's prompt k times as
   vLLM does, and ``vllm:generation_tokens_total``); ``metrics_lag_s``: a
   completion's tokens reach them that long after its answer;
-  ``other_traffic(prompt, generated)`` adds tokens another client was served.
+  ``other_traffic(prompt, generated)`` adds tokens another client was served, and
+  ``other_per_completion`` that many generated tokens with every completion
+  (a client busy beside ours).
 - ``die_after(n)``: after n more completions the server drops the connection and
   stops listening (a server that dies mid-run).
 - ``respond_with(status, body, content_type)``: every request gets this answer
@@ -134,6 +136,7 @@ class FakeOpenAIServer:
         self.delay_s = delay_s
         self.metrics = metrics
         self.metrics_lag_s = metrics_lag_s
+        self.other_per_completion = 0
         # vLLM's counters: tokens served (prompt, generated), and those still to land.
         self.counted = [0, 0]
         self._landing: list[tuple[float, int, int]] = []
@@ -286,6 +289,7 @@ class FakeOpenAIServer:
         answer["choices"] = choices
         lands = time.monotonic() + self.metrics_lag_s
         self._landing.append((lands, len(prompt_words) * n, completion_tokens))
+        self.counted[1] += self.other_per_completion
         if self.usage:
             cached = min(self.cached_tokens, len(prompt_words))
             answer["usage"] = {
