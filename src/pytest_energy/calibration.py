@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from pytest_energy.backends import Backend
 from pytest_energy.curves import Curve, SweepPoint, fit_curve
-from pytest_energy.engine import Engine, Ledger
+from pytest_energy.engine_results import Ledger
 from pytest_energy.errors import MeasurementError
 from pytest_energy.mmlu import Question
 
@@ -22,7 +23,7 @@ def filler_text(questions: Sequence[Question]) -> str:
     return "\n\n".join(q.question + "\n" + "\n".join(q.choices) for q in questions)
 
 
-def prompt_of_length(engine: Engine, text: str, n_tokens: int) -> str:
+def prompt_of_length(engine: Backend, text: str, n_tokens: int) -> str:
     """A prompt of ``n_tokens`` tokens cut from ``text`` (repeated when too short)."""
     ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
     while len(ids) < n_tokens:
@@ -31,7 +32,7 @@ def prompt_of_length(engine: Engine, text: str, n_tokens: int) -> str:
 
 
 def sweep(
-    engine: Engine,
+    engine: Backend,
     grid: Sequence[tuple[int, int]],
     text: str,
     *,
@@ -52,7 +53,7 @@ def sweep(
     return points
 
 
-def _measure(engine: Engine, prompt: str, n_out: int) -> SweepPoint:
+def _measure(engine: Backend, prompt: str, n_out: int) -> SweepPoint:
     runs = 1
     while True:
         ledger = Ledger()
@@ -78,7 +79,7 @@ def _measure(engine: Engine, prompt: str, n_out: int) -> SweepPoint:
 
 
 def calibrate(
-    engine: Engine,
+    engine: Backend,
     grid: Sequence[tuple[int, int]],
     text: str,
     *,

@@ -16,7 +16,7 @@ from pytest_energy.meters.idle import net_energy_j
 from pytest_energy.metrics import QuestionRecord, RepeatSample
 
 if TYPE_CHECKING:
-    from pytest_energy.engine import Engine
+    from pytest_energy.backends import Backend
     from pytest_energy.meters.base import EnergyMeter
     from pytest_energy.mmlu import Question
     from pytest_energy.strategies import Strategy
@@ -28,7 +28,7 @@ MAX_RUNS_PER_WINDOW = 64
 
 def measure_repeat(
     runner: Strategy,
-    engine: Engine,
+    engine: Backend,
     questions: Sequence[Question],
     seed: int,
     *,

@@ -19,7 +19,7 @@ from pytest_energy.metrics import LETTERS
 from pytest_energy.prompts import RENDER_VERSION, Prompt
 
 if TYPE_CHECKING:
-    from pytest_energy.engine import Engine
+    from pytest_energy.backends import Backend
     from pytest_energy.mmlu import Question
 
 
@@ -60,7 +60,7 @@ class Renderer:
         rows = [s for s in self._shots.get(question.subject, ()) if not _same(s, question)]
         return tuple(rows[:k])
 
-    def use_chat(self, engine: Engine) -> bool:
+    def use_chat(self, engine: Backend) -> bool:
         if self.prompt.chat == "auto":
             return engine.has_chat_template
         if self.prompt.chat == "true" and not engine.has_chat_template:
@@ -81,15 +81,15 @@ class Renderer:
             question=question.question.strip(), choices=choices, subject=_subject(question)
         )
 
-    def direct(self, engine: Engine, question: Question) -> str:
+    def direct(self, engine: Backend, question: Question) -> str:
         """The prompt whose continuation is the answer letter (after the cue)."""
         return self._render(engine, question, suffix="", cue=self.prompt.answer_cue)
 
-    def cot(self, engine: Engine, question: Question) -> str:
+    def cot(self, engine: Backend, question: Question) -> str:
         """The chain-of-thought prompt: the question, then the reasoning instruction."""
         return self._render(engine, question, suffix="\n\n" + self.prompt.cot_instruction, cue="")
 
-    def _render(self, engine: Engine, question: Question, *, suffix: str, cue: str) -> str:
+    def _render(self, engine: Backend, question: Question, *, suffix: str, cue: str) -> str:
         p = self.prompt
         subject = _subject(question)
         header = p.header.format(subject=subject)
@@ -141,7 +141,7 @@ class Renderer:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _chat(engine: Engine, system: str | None, turns: list[dict[str, str]]) -> str:
+def _chat(engine: Backend, system: str | None, turns: list[dict[str, str]]) -> str:
     messages = ([{"role": "system", "content": system}] if system else []) + turns
     text: str = engine.tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=True

@@ -40,8 +40,8 @@ SEQUENTIAL_METRIC = "j_per_question"
 AUTO_MIN_REPEATS = 3
 
 if TYPE_CHECKING:
+    from pytest_energy.backends import Backend
     from pytest_energy.curves import Curve
-    from pytest_energy.engine import Engine
     from pytest_energy.meters.base import EnergyMeter, Meter
     from pytest_energy.meters.idle import IdlePower
     from pytest_energy.mmlu import MMLU, Question
@@ -76,7 +76,7 @@ class EnergySession:
         self.interrupted = False
         self._meter: EnergyMeter | None = None
         self._mmlu: MMLU | None = None
-        self._engines: dict[ModelSpec, Engine] = {}
+        self._engines: dict[ModelSpec, Backend] = {}
         self._shots = ShotBook(settings.mmlu, settings.rootdir)
         self._device: str | None = None
         self._curves: dict[str, Curve] = {}
@@ -181,7 +181,7 @@ class EnergySession:
                 )
         return self._device
 
-    def engine(self, model: str) -> Engine:
+    def engine(self, model: str) -> Backend:
         """The session's one backend for ``model`` (opened on first use: served, vLLM or
         the transformers engine, see :func:`~pytest_energy.backends.open_backend`)."""
         from pytest_energy.backends import model_spec, open_backend
@@ -298,7 +298,7 @@ class EnergySession:
         )
 
     def _measure(
-        self, runner: Strategy, engine: Engine, questions: Sequence[Question], seed: int
+        self, runner: Strategy, engine: Backend, questions: Sequence[Question], seed: int
     ) -> tuple[list[QuestionRecord], RepeatSample, dict[str, Any]]:
         """One measured repeat (:func:`~pytest_energy.measure.measure_repeat`)."""
         return measure_repeat(
@@ -330,7 +330,7 @@ class EnergySession:
             )
         return self._context
 
-    def curve(self, engine: Engine) -> Curve:
+    def curve(self, engine: Backend) -> Curve:
         """The operating curve of ``engine``'s model: from ``energy_curve``, else calibrated
         once per session on the default grid with the session's meter."""
         from pytest_energy.curves import CurveStore

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_energy.backends.server import is_served
 from pytest_energy.errors import ModelError
@@ -133,7 +133,7 @@ def model_spec(model: str, rootdir: Path | None) -> ModelSpec:
 
 def open_backend(
     spec: ModelSpec, settings: Settings, meter: EnergyMeter, device: Callable[[], str]
-) -> Engine:
+) -> Backend:
     """Open the backend that runs ``spec`` (from :func:`model_spec`): served, vLLM
     or the transformers engine, with the session's settings and meter.
     ``device()`` gives the session's device; it is only asked for by the
@@ -144,10 +144,9 @@ def open_backend(
     if is_vllm(spec.label):
         from pytest_energy.backends.vllm import VllmBackend
 
-        backend = VllmBackend.load(
+        return VllmBackend.load(
             spec, meter=meter, device=device(), dtype=settings.dtype, cache_dir=settings.cache_dir
         )
-        return cast("Engine", backend)
     from pytest_energy.engine import Engine
 
     return Engine.load(
@@ -160,22 +159,17 @@ def open_backend(
     )
 
 
-def open_served(spec: ModelSpec, settings: Settings, meter: EnergyMeter) -> Engine:
-    """Connect to the served model ``spec`` with the session's settings and meter.
-
-    Typed as the :class:`~pytest_energy.engine.Engine` that the strategies are
-    annotated with; both satisfy :class:`Backend`, which is all they call.
-    """
+def open_served(spec: ModelSpec, settings: Settings, meter: EnergyMeter) -> Backend:
+    """Connect to the served model ``spec`` with the session's settings and meter."""
     from pytest_energy.backends.openai import OpenAIBackend
 
-    backend = OpenAIBackend.connect(
+    return OpenAIBackend.connect(
         spec.location,
         meter=meter,
         concurrency=settings.concurrency,
         timeout_s=settings.request_timeout_s,
         rootdir=settings.rootdir,
     )
-    return cast("Engine", backend)
 
 
 if TYPE_CHECKING:

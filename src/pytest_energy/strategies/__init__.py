@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pytest_energy.engine import Engine, Ledger
+from pytest_energy.backends import Backend
+from pytest_energy.engine_results import Ledger
 from pytest_energy.metrics import QuestionRecord
 from pytest_energy.mmlu import MMLU, Question
 from pytest_energy.strategies.spec import StrategySpec, parse_strategy
@@ -37,8 +38,8 @@ class StrategyContext:
     the operating curve of an engine (controlled reasoning), and the question set
     (routing profiles candidates on a calibration sample)."""
 
-    engines: Callable[[str], Engine]
-    curve: Callable[[Engine], Curve]
+    engines: Callable[[str], Backend]
+    curve: Callable[[Backend], Curve]
     mmlu: Callable[[], MMLU]
     cache: dict[str, Any] = field(default_factory=dict)  # per-session memo (route profiles)
 
@@ -52,10 +53,10 @@ class Strategy(Protocol):
 
     spec: StrategySpec
 
-    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None: ...
+    def prepare(self, engine: Backend, questions: Sequence[Question], *, seed: int) -> None: ...
 
     def run(
-        self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
+        self, engine: Backend, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]: ...
 
 

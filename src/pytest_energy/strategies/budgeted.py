@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pytest_energy.backends import Backend
 from pytest_energy.curves import max_tokens_for_budget
-from pytest_energy.engine import Engine, Force, Ledger
+from pytest_energy.engine_results import Force, Ledger
 from pytest_energy.metrics import LETTERS, QuestionRecord
 from pytest_energy.mmlu import Question
 from pytest_energy.prompts import FORCED_ANSWER_CUE
@@ -31,11 +32,11 @@ class BudgetedReasoning:
         self.context = context
         self.renderer = renderer
 
-    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+    def prepare(self, engine: Backend, questions: Sequence[Question], *, seed: int) -> None:
         self.context.curve(engine)  # a calibration sweep, if needed, happens here, unmeasured
 
     def run(
-        self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
+        self, engine: Backend, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
         curve = self.context.curve(engine)
         budget_j: float = self.spec["budget_j"]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_energy.engine import Engine, Ledger
+from pytest_energy.backends import Backend
+from pytest_energy.engine_results import Ledger
 from pytest_energy.metrics import LETTERS, QuestionRecord
 from pytest_energy.mmlu import Question
 from pytest_energy.rendering import Renderer
@@ -32,11 +33,11 @@ class Direct:
         self.spec = spec
         self.renderer = renderer
 
-    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+    def prepare(self, engine: Backend, questions: Sequence[Question], *, seed: int) -> None:
         pass
 
     def run(
-        self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
+        self, engine: Backend, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
         prompts = [self.renderer.direct(engine, q) for q in questions]
         scored = engine.score(prompts, LETTER_CANDIDATES, ledger)
@@ -60,11 +61,11 @@ class Cloze:
         self.spec = spec
         self.renderer = renderer
 
-    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+    def prepare(self, engine: Backend, questions: Sequence[Question], *, seed: int) -> None:
         pass
 
     def run(
-        self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
+        self, engine: Backend, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
         prompts = [self.renderer.direct(engine, q) for q in questions]
         continuations = [[" " + text.strip() for text in q.choices] for q in questions]

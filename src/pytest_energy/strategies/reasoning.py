@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pytest_energy.engine import Engine, Ledger
+from pytest_energy.backends import Backend
+from pytest_energy.engine_results import Ledger
 from pytest_energy.metrics import QuestionRecord
 from pytest_energy.mmlu import Question
 from pytest_energy.rendering import Renderer
@@ -16,7 +17,7 @@ from pytest_energy.strategies import Strategy, StrategyContext
 from pytest_energy.strategies.spec import Option, StrategySpec, StrategyType
 from pytest_energy.strategies.voting import majority
 
-PromptFn = Callable[[Engine, Question], str]
+PromptFn = Callable[[Backend, Question], str]
 
 
 class Generate:
@@ -39,11 +40,11 @@ class Generate:
         self.samples = samples
         self.temperature = temperature
 
-    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+    def prepare(self, engine: Backend, questions: Sequence[Question], *, seed: int) -> None:
         pass
 
     def run(
-        self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
+        self, engine: Backend, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
         generated = engine.generate(
             [self.prompt(engine, q) for q in questions],

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from pytest_energy.engine import Engine, Ledger
+from pytest_energy.backends import Backend
+from pytest_energy.engine_results import Ledger
 from pytest_energy.metrics import QuestionRecord
 from pytest_energy.mmlu import CATEGORIES, Question
 from pytest_energy.rendering import Renderer
@@ -42,23 +43,23 @@ class Route:
         self.context = context
         self.renderer = renderer
 
-    def _options(self, engine: Engine) -> RouteOptions:
+    def _options(self, engine: Backend) -> RouteOptions:
         return parse_route_options(
             _route_options(self.spec.options), default_model=engine.spec.label
         )
 
     def _profiles(
-        self, engine: Engine, questions: Sequence[Question], seed: int
+        self, engine: Backend, questions: Sequence[Question], seed: int
     ) -> tuple[RouteOptions, list[Profile]]:
         options = self._options(engine)
         n_cal = options.calibration_n or DEFAULT_CALIBRATION_QUESTIONS
         return options, [self._profile(c, questions, n_cal, seed) for c in options.candidates]
 
-    def prepare(self, engine: Engine, questions: Sequence[Question], *, seed: int) -> None:
+    def prepare(self, engine: Backend, questions: Sequence[Question], *, seed: int) -> None:
         self._profiles(engine, questions, seed)  # profiling runs here, unmeasured
 
     def run(
-        self, engine: Engine, questions: Sequence[Question], ledger: Ledger, *, seed: int
+        self, engine: Backend, questions: Sequence[Question], ledger: Ledger, *, seed: int
     ) -> list[QuestionRecord]:
         options, profiles = self._profiles(engine, questions, seed)
         target = options.target_for(profiles)
