@@ -14,10 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_energy.baseline import (
-    BaselineStore,
-    baseline_mismatch,
-)
+from pytest_energy.baseline import BaselineStore, baseline_mismatch
 from pytest_energy.budgets import BudgetsFile
 from pytest_energy.errors import ConfigError, EnergyError
 from pytest_energy.files import unwritable
@@ -32,7 +29,7 @@ from pytest_energy.rendering import ShotBook
 from pytest_energy.selection import Selection
 from pytest_energy.sequential import SequentialRepeats
 from pytest_energy.settings import Settings
-from pytest_energy.verdict import judge
+from pytest_energy.verdict import judge, shared_window
 
 # --energy-repeats auto: the metric it watches, and the repeats a test without a
 # comparable baseline gets (the fewest that give the gate a noise estimate).
@@ -283,14 +280,19 @@ class EnergySession:
 
         Tested against the baseline entry's repeats of J/question when the entry
         can be compared with this run (same hard fingerprint fields, questions
-        and meter kind); otherwise it stops at the minimum, as for a new test.
+        and meter kind, neither window shared); otherwise it stops at the minimum,
+        as for a new test.
         """
         budgets = self.budgets.budgets_for(
             result.test_id, result.model, result.strategy, marker_kwargs
         )
         tolerance = budgets.tolerance_or(self.settings.tolerance)
         entry = self.baseline.get(result.test_id)
-        comparable = entry is not None and baseline_mismatch(entry, result) is None
+        comparable = (
+            entry is not None
+            and baseline_mismatch(entry, result) is None
+            and shared_window(result, entry) is None  # other clients' joules are no base
+        )
         base = entry.samples.get(SEQUENTIAL_METRIC) if comparable and entry else None
         maximum = self.settings.max_repeats
         return SequentialRepeats(
