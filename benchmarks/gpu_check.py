@@ -26,12 +26,15 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.meters.idle import measure_idle_power_w
 from pytest_energy.meters.nvml import NvmlMeter
 from pytest_energy.meters.select import MIN_WINDOW_PERIODS
+
+if TYPE_CHECKING:
+    from pytest_energy.session import EnergySession
 
 MATRIX = 8192
 
@@ -101,9 +104,8 @@ def meter_section(args: argparse.Namespace) -> tuple[dict[str, Any], NvmlMeter]:
     return result, counter
 
 
-def model_section(result: dict[str, Any], args: argparse.Namespace) -> None:
-    """SmolLM2 joules per token with the engine and the nvml meter: batch 1 and 16,
-    direct and cot (max 128 tokens), on ``--questions`` real MMLU questions."""
+def nvml_session(args: argparse.Namespace) -> EnergySession:
+    """A plugin session without pytest: the nvml meter on ``--device``, MMLU from ``--mmlu``."""
     from pytest_energy.session import EnergySession
     from pytest_energy.settings import Settings
 
@@ -114,10 +116,19 @@ def model_section(result: dict[str, Any], args: argparse.Namespace) -> None:
         device=f"cuda:{args.device}",
         rootdir=Path.cwd(),
     )
-    session = EnergySession(settings, writes_files=False)
+    return EnergySession(settings, writes_files=False)
+
+
+def model_section(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """SmolLM2 joules per token with the engine and the nvml meter: batch 1 and 16,
+    direct and cot (max 128 tokens), on ``--questions`` real MMLU questions."""
+    session = nvml_session(args)
     rows: list[dict[str, Any]] = []
     try:
+        from pytest_energy.engine import Engine
+
         engine = session.engine("smollm2-135m")
+        assert isinstance(engine, Engine)  # the transformers engine: its batch size is set
         for batch_size in (1, 16):
             engine.batch_size = batch_size
             for strategy in ("direct", "cot:max_tokens=128"):
@@ -175,20 +186,10 @@ def backends_section(result: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"gpu_check: backends: skipped: {reason}", file=sys.stderr)
         result["backends"] = {"skipped": reason}
         return
-    from pytest_energy.session import EnergySession
-    from pytest_energy.settings import Settings
-
     # What the earlier sections left in torch's cache would count against vLLM's share.
     gc.collect()
     torch.cuda.empty_cache()
-    settings = Settings(
-        enabled=True,
-        meter="nvml",
-        mmlu=args.mmlu,
-        device=f"cuda:{args.device}",
-        rootdir=Path.cwd(),
-    )
-    session = EnergySession(settings, writes_files=False)
+    session = nvml_session(args)
     rows: list[dict[str, Any]] = []
     try:
         for model in BACKENDS:

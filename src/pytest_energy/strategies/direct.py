@@ -54,15 +54,8 @@ class Direct:
         ]
 
 
-class Cloze:
+class Cloze(Direct):
     """Each choice's text after the cue, by log-likelihood per character."""
-
-    def __init__(self, spec: StrategySpec, renderer: Renderer) -> None:
-        self.spec = spec
-        self.renderer = renderer
-
-    def prepare(self, engine: Backend, questions: Sequence[Question], *, seed: int) -> None:
-        pass
 
     def run(
         self, engine: Backend, questions: Sequence[Question], ledger: Ledger, *, seed: int
