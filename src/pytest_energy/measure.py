@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from pytest_energy.backends.traffic import TrafficWindow
-from pytest_energy.engine import Ledger
+from pytest_energy.engine_results import Ledger
 from pytest_energy.errors import WindowTooShort
 from pytest_energy.locking import shared_device_warned
 from pytest_energy.machine_load import LoadProbe

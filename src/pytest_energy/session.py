@@ -210,7 +210,7 @@ class EnergySession:
         ``marker_kwargs`` and the budgets file); why it stopped is in
         ``details["repeats_stop"]``.
         """
-        from pytest_energy.engine import Ledger
+        from pytest_energy.engine_results import Ledger
         from pytest_energy.strategies import build_strategy, parse_strategy
 
         spec = parse_strategy(strategy, generation)
