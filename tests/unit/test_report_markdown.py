@@ -265,3 +265,11 @@ def test_a_prompt_change_is_named_whether_or_not_energy_was_compared(baseline: s
     )
     markdown = render_markdown([row(outcome=changed)])
     assert "prompt changed: " + escape_md(changed.prompt_change or "") in markdown
+
+
+def test_the_strategy_cells_name_a_prompt_other_than_the_default() -> None:
+    prompted = row(strategy="direct", prompt={"name": "five-shot"})
+    markdown = render_markdown([row(strategy="direct", prompt={"name": "default"}), prompted])
+    # The results table and the Pareto table, one cell each.
+    assert markdown.count("| direct / prompt five-shot |") == 2
+    assert markdown.count("| direct |") == 2

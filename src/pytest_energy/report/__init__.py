@@ -191,9 +191,12 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[bool]:
     return flags
 
 
-def strategy_label(result: EvalResult) -> str:
-    """``model / strategy``, with ``/ prompt NAME`` for a prompt other than the
-    default: the point a Pareto picture shows."""
+def strategy_text(result: EvalResult) -> str:
+    """The strategy, with ``/ prompt NAME`` for a prompt other than the default."""
     name = result.prompt.get("name")
-    prompt = f" / prompt {name}" if name and name != "default" else ""
-    return f"{result.model} / {result.strategy}{prompt}"
+    return f"{result.strategy} / prompt {name}" if name and name != "default" else result.strategy
+
+
+def strategy_label(result: EvalResult) -> str:
+    """``model / strategy [/ prompt NAME]``: the point a Pareto picture shows."""
+    return f"{result.model} / {strategy_text(result)}"

@@ -31,6 +31,7 @@ from pytest_energy.report import (
     format_percent,
     pareto_front,
     sorted_rows,
+    strategy_text,
     tests_ran,
 )
 from pytest_energy.report.escape import escape_md
@@ -139,7 +140,7 @@ def _main_table(rows: Sequence[Row], base: dict[str, EvalResult] | None) -> list
                 ICONS[outcome.status],
                 escape_md(result.test_id),
                 escape_md(result.model),
-                escape_md(result.strategy),
+                escape_md(strategy_text(result)),
                 format_accuracy(result),
                 _energy(result, result.j_per_token),
                 _energy(result, result.j_per_question),
@@ -207,7 +208,7 @@ def _pareto(rows: Sequence[Row], plots: Sequence[str]) -> list[str]:
         [
             [
                 escape_md(r.model),
-                escape_md(r.strategy),
+                escape_md(strategy_text(r)),
                 format_percent(r.accuracy),
                 _energy(r, energy),
                 "\N{BLACK STAR} yes" if best else "no",
