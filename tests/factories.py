@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_energy.meters.base import Phase
 from pytest_energy.metrics import EvalResult, QuestionRecord, RepeatSample
 from pytest_energy.outcome import BaselineState, Check, Outcome, Status
 from pytest_energy.report import Row
@@ -158,3 +159,19 @@ def make_row(
 ) -> Row:
     """A report row: ``make_result(energy_j, **result)`` and its ``outcome`` (default: passed)."""
     return make_result(energy_j, **result), outcome or Outcome()
+
+
+class TokenMeter:
+    """A token-accounting meter that records what each window accounted."""
+
+    name = "tokens"
+    estimated = True
+
+    def __init__(self) -> None:
+        self.accounted: list[tuple[Phase, int, int]] = []
+
+    def read(self) -> float:
+        return float(len(self.accounted))
+
+    def account(self, phase: Phase, input_tokens: int, output_tokens: int) -> None:
+        self.accounted.append((phase, input_tokens, output_tokens))

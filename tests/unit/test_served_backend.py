@@ -10,31 +10,16 @@ from typing import Any
 
 import pytest
 
+from factories import TokenMeter
 from pytest_energy.backends.openai import OpenAIBackend
 from pytest_energy.engine_results import Force, Ledger
 from pytest_energy.errors import ServerError
-from pytest_energy.meters.base import EnergyMeter, Phase
+from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.testing.openai_server import FakeOpenAIServer, words
 
 LETTERS = (" A", " B", " C", " D")
 PROMPTS = ["Question one?\nAnswer:", "Question two, longer than one?\nAnswer:"]
 NO_WAIT = (0.0, 0.0, 0.0)
-
-
-class TokenMeter:
-    """A token-accounting meter that records what each window accounted."""
-
-    name = "tokens"
-    estimated = True
-
-    def __init__(self) -> None:
-        self.accounted: list[tuple[Phase, int, int]] = []
-
-    def read(self) -> float:
-        return float(len(self.accounted))
-
-    def account(self, phase: Phase, input_tokens: int, output_tokens: int) -> None:
-        self.accounted.append((phase, input_tokens, output_tokens))
 
 
 @pytest.fixture

@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 
+from factories import TokenMeter
 from pytest_energy.backends import model_spec, open_backend
 from pytest_energy.backends import vllm as vllm_backend
 from pytest_energy.backends.vllm import VllmBackend
 from pytest_energy.engine_results import Force, Ledger
 from pytest_energy.errors import ModelError
-from pytest_energy.meters.base import EnergyMeter, Phase
+from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.models import ModelSpec
 from pytest_energy.session import EnergySession
 from pytest_energy.settings import Settings
@@ -173,22 +174,6 @@ def fake_vllm(sampling: type = SamplingParams) -> types.ModuleType:
     module.LLM = lambda model, **kwargs: FakeLLM(model, kwargs)  # type: ignore[attr-defined]
     module.SamplingParams = sampling  # type: ignore[attr-defined]
     return module
-
-
-class TokenMeter:
-    """A token-accounting meter that records what each window accounted."""
-
-    name = "tokens"
-    estimated = True
-
-    def __init__(self) -> None:
-        self.accounted: list[tuple[Phase, int, int]] = []
-
-    def read(self) -> float:
-        return float(len(self.accounted))
-
-    def account(self, phase: Phase, input_tokens: int, output_tokens: int) -> None:
-        self.accounted.append((phase, input_tokens, output_tokens))
 
 
 @pytest.fixture
