@@ -9,9 +9,12 @@ an energy budget (controlled reasoning), majority vote over sampled reasoning
 paths, and energy-aware routing between a direct answer and chain-of-thought.
 """
 
+import os
+
 import pytest
 
-MODEL = "smollm2-135m"
+# The suite's model, as in conftest.py: route's candidates run on it too.
+MODEL = os.environ.get("ENERGY_EXAMPLE_MODEL", "smollm2-135m")
 
 STRATEGIES = [
     "direct",
@@ -20,7 +23,11 @@ STRATEGIES = [
     # (joules are hardware-specific: re-tune budgets for your runner).
     "cot:budget_j=12,max_tokens=48",
     "vote:k=3,max_tokens=32",
-    f"route:candidates={MODEL}/direct+{MODEL}/cot:max_tokens=48,calibration=16",
+    # A short id: the model in the spec may be a server's URL.
+    pytest.param(
+        f"route:candidates={MODEL}/direct+{MODEL}/cot:max_tokens=48,calibration=16",
+        id="route:direct+cot",
+    ),
 ]
 
 

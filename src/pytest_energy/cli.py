@@ -272,7 +272,7 @@ def _add_calibrate(sub: Any) -> None:
         "calibrate", help="measure and fit the operating curve E(n_in, n_out) of a model"
     )
     p.add_argument("--model", required=True, help="model spec, e.g. smollm2-135m")
-    p.add_argument("--meter", default="auto", help="auto, nvml, rapl or cpu-estimate")
+    p.add_argument("--meter", default="auto", help="auto, nvml, rapl, cpu-estimate or dcgm")
     p.add_argument(
         "--grid", default="small", help="small, medium, large, or 'in=32,128,512;out=1,16,64'"
     )
@@ -292,7 +292,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from pytest_energy.settings import METER_NAMES, Settings
 
     if args.meter not in METER_NAMES or args.meter == "curve":
-        raise CliError(f"--meter {args.meter!r}: use auto, nvml, rapl or cpu-estimate")
+        raise CliError(f"--meter {args.meter!r}: use auto, nvml, rapl, cpu-estimate or dcgm")
     grid = (
         default_grid(args.grid)
         if args.grid in ("small", "medium", "large")
