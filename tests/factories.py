@@ -175,3 +175,35 @@ class TokenMeter:
 
     def account(self, phase: Phase, input_tokens: int, output_tokens: int) -> None:
         self.accounted.append((phase, input_tokens, output_tokens))
+
+
+def assert_same_letters(
+    questions: Sequence[Any],
+    other: Sequence[Any],
+    reference: Sequence[Any],
+    names: tuple[str, str],
+    near_tie: float,
+    max_near_ties: int,
+) -> None:
+    """Two backends' letter scores (``Scored`` rows) on ``questions`` pick the same
+    letters, bar at most ``max_near_ties`` flips where the reference's best two
+    letters are within ``near_tie`` nats; every flip names question and margin."""
+    from pytest_energy.metrics import LETTERS
+
+    def best(logprobs: Sequence[float]) -> str:
+        return LETTERS[max(range(4), key=lambda i: logprobs[i])]
+
+    flips: list[str] = []
+    near_ties: list[str] = []
+    for question, a, b in zip(questions, other, reference, strict=True):
+        if best(a.logprobs) == best(b.logprobs):
+            continue
+        ranked = sorted(b.logprobs, reverse=True)
+        margin = ranked[0] - ranked[1]
+        line = (
+            f"{question.subject}: {question.question[:60]!r} {names[0]} {best(a.logprobs)}, "
+            f"{names[1]} {best(b.logprobs)} ({names[1]} margin {margin:.3f} nats)"
+        )
+        (near_ties if margin < near_tie else flips).append(line)
+    assert not flips, "letters differ beyond a near tie:\n" + "\n".join(flips)
+    assert len(near_ties) <= max_near_ties, "too many near ties:\n" + "\n".join(near_ties)

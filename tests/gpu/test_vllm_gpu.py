@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from factories import assert_same_letters
+
 pytestmark = [
     pytest.mark.skipif(
         find_spec("vllm") is None,
@@ -64,7 +66,6 @@ def session() -> Iterator[Any]:
 def test_vllm_and_the_transformers_engine_pick_the_same_letters(session: Any) -> None:
     from pytest_energy.backends.vllm import VllmBackend
     from pytest_energy.engine import Ledger
-    from pytest_energy.metrics import LETTERS
     from pytest_energy.strategies.direct import LETTER_CANDIDATES
 
     served, engine = session.engine(VLLM_MODEL), session.engine(MODEL)
@@ -78,21 +79,7 @@ def test_vllm_and_the_transformers_engine_pick_the_same_letters(session: Any) ->
     here = engine.score(prompts, LETTER_CANDIDATES, Ledger())
 
     assert [s.input_tokens for s in there] == [s.input_tokens for s in here]
-    flips, near_ties = [], []
-    for question, a, b in zip(questions, there, here, strict=True):
-        picked_there = LETTERS[max(range(4), key=lambda i: a.logprobs[i])]
-        picked_here = LETTERS[max(range(4), key=lambda i: b.logprobs[i])]
-        if picked_there == picked_here:
-            continue
-        ranked = sorted(b.logprobs, reverse=True)
-        margin = ranked[0] - ranked[1]
-        line = (
-            f"{question.subject}: {question.question[:60]!r} vllm {picked_there}, "
-            f"transformers {picked_here} (transformers margin {margin:.3f} nats)"
-        )
-        (near_ties if margin < NEAR_TIE else flips).append(line)
-    assert not flips, "letters differ beyond a near tie:\n" + "\n".join(flips)
-    assert len(near_ties) <= QUESTIONS // 8, "too many near ties:\n" + "\n".join(near_ties)
+    assert_same_letters(questions, there, here, ("vllm", "transformers"), NEAR_TIE, QUESTIONS // 8)
 
 
 def test_direct_through_vllm_is_measured_with_the_prompts_tokens(session: Any) -> None:

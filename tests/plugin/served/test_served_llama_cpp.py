@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from factories import assert_same_letters
 from pytest_energy.errors import ServerError
 from pytest_energy.metrics import LETTERS
 
@@ -108,26 +109,9 @@ def test_served_and_in_process_backends_pick_the_same_letters(
     remote = served.score(prompts, LETTER_CANDIDATES, Ledger())
     local = engine.score(prompts, LETTER_CANDIDATES, Ledger())
 
-    flips, near_ties = [], []
-    for question, there, here in zip(questions, remote, local, strict=True):
-        picked_there, picked_here = _best(there.logprobs), _best(here.logprobs)
-        if picked_there == picked_here:
-            continue
-        ranked = sorted(here.logprobs, reverse=True)
-        margin = ranked[0] - ranked[1]
-        line = (
-            f"{question.subject}: {question.question[:60]!r} served {picked_there}, "
-            f"in-process {picked_here} (in-process margin {margin:.3f} nats)"
-        )
-        (near_ties if margin < NEAR_TIE else flips).append(line)
-    assert not flips, "letters differ beyond a near tie:\n" + "\n".join(flips)
-    assert len(near_ties) <= AGREEMENT_QUESTIONS // 8, "too many near ties:\n" + "\n".join(
-        near_ties
+    assert_same_letters(
+        questions, remote, local, ("served", "in-process"), NEAR_TIE, AGREEMENT_QUESTIONS // 8
     )
-
-
-def _best(logprobs: Any) -> str:
-    return LETTERS[max(range(4), key=lambda i: logprobs[i])]
 
 
 @pytest.mark.parametrize(
