@@ -119,6 +119,31 @@ def nvml_session(args: argparse.Namespace) -> EnergySession:
     return EnergySession(settings, writes_files=False)
 
 
+def measured_row(session: EnergySession, model: str, strategy: str, n: int) -> dict[str, Any]:
+    """One evaluation of ``strategy`` on ``n`` seeded questions: what it measured."""
+    started = time.monotonic()
+    r = session.evaluate(model, strategy, n=n, subjects=None, seed=0, generation={})
+    return {
+        "backend": r.fingerprint.get("backend", "transformers"),
+        "model": r.model,
+        "dtype": r.fingerprint.get("dtype"),
+        "questions": r.questions,
+        "accuracy": r.accuracy,
+        "input_tokens": r.input_tokens,
+        "computed_input_tokens": r.computed_input_tokens,
+        "output_tokens": r.output_tokens,
+        "energy_j": r.energy_j,
+        "prefill_j": r.prefill_j,
+        "decode_j": r.decode_j,
+        "j_per_token": r.j_per_token,
+        "j_per_output_token": r.j_per_output_token,
+        "duration_s": r.duration_s,
+        "wall_s": round(time.monotonic() - started, 2),
+        "phase_split": r.details.get("phase_split"),
+        "runs_per_window": r.details.get("runs_per_window", 1),
+    }
+
+
 def model_section(result: dict[str, Any], args: argparse.Namespace) -> None:
     """SmolLM2 joules per token with the engine and the nvml meter: batch 1 and 16,
     direct and cot (max 128 tokens), on ``--questions`` real MMLU questions."""
@@ -132,32 +157,11 @@ def model_section(result: dict[str, Any], args: argparse.Namespace) -> None:
         for batch_size in (1, 16):
             engine.batch_size = batch_size
             for strategy in ("direct", "cot:max_tokens=128"):
-                started = time.monotonic()
-                r = session.evaluate(
-                    "smollm2-135m",
-                    strategy,
-                    n=args.questions,
-                    subjects=None,
-                    seed=0,
-                    generation={},
-                )
                 rows.append(
                     {
                         "batch_size": batch_size,
                         "strategy": strategy,
-                        "questions": r.questions,
-                        "accuracy": r.accuracy,
-                        "input_tokens": r.input_tokens,
-                        "output_tokens": r.output_tokens,
-                        "energy_j": r.energy_j,
-                        "prefill_j": r.prefill_j,
-                        "decode_j": r.decode_j,
-                        "j_per_token": r.j_per_token,
-                        "j_per_output_token": r.j_per_output_token,
-                        "duration_s": r.duration_s,
-                        "wall_s": round(time.monotonic() - started, 2),
-                        "phase_split": r.details.get("phase_split"),
-                        "runs_per_window": r.details.get("runs_per_window", 1),
+                        **measured_row(session, "smollm2-135m", strategy, args.questions),
                     }
                 )
     finally:
@@ -194,29 +198,8 @@ def backends_section(result: dict[str, Any], args: argparse.Namespace) -> None:
     try:
         for model in BACKENDS:
             for strategy in ("direct", "cot:max_tokens=128"):
-                started = time.monotonic()
-                r = session.evaluate(
-                    model, strategy, n=args.questions, subjects=None, seed=0, generation={}
-                )
                 rows.append(
-                    {
-                        "backend": r.fingerprint.get("backend", "transformers"),
-                        "model": r.model,
-                        "dtype": r.fingerprint.get("dtype"),
-                        "strategy": strategy,
-                        "questions": r.questions,
-                        "accuracy": r.accuracy,
-                        "input_tokens": r.input_tokens,
-                        "computed_input_tokens": r.computed_input_tokens,
-                        "output_tokens": r.output_tokens,
-                        "energy_j": r.energy_j,
-                        "j_per_token": r.j_per_token,
-                        "j_per_output_token": r.j_per_output_token,
-                        "duration_s": r.duration_s,
-                        "wall_s": round(time.monotonic() - started, 2),
-                        "phase_split": r.details.get("phase_split"),
-                        "runs_per_window": r.details.get("runs_per_window", 1),
-                    }
+                    {"strategy": strategy, **measured_row(session, model, strategy, args.questions)}
                 )
         meter = session.meter.fingerprint()
     finally:

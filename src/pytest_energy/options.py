@@ -10,7 +10,7 @@ import pytest
 
 DEFAULT_BUDGETS_FILE = "energy-budgets.yaml"
 
-# name -> (help, takes a value?, in the command line?)
+# name -> (help, takes a value?)
 OPTIONS: dict[str, tuple[str, bool]] = {
     "meter": (
         "energy meter: auto (default), nvml, rapl, cpu-estimate, curve, or dcgm (DCGM "
