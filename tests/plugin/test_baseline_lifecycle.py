@@ -3,8 +3,8 @@ regression fails the right test -> re-record -> pass; partial updates, corrupt
 files and accepted regressions.
 
 The regression is injected with a CPU-time meter (see ``CPU_TIME_METER_CONFTEST``)
-whose watts figure for one test is raised by 30%, so the real model still runs
-and the gate sees real, noisy repeats.
+whose watts figure for one test is doubled, so the real model still runs and the
+gate sees real, noisy repeats.
 """
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ def test_steady(energy_eval):
 def test_costly(energy_eval):
     energy_eval("smollm2-135m", "direct", n=1, subjects="miscellaneous")
 """
-# Five repeats give the Mann-Whitney test samples; 15% leaves room for drift of
-# CPU time between sessions on a shared runner while a 30% rise still fails.
-GATE = ("--energy-repeats=5", "--energy-tolerance=15%")
+# Five repeats give the Mann-Whitney test samples. One-question workloads read
+# by CPU time drift by up to ~15% between sessions when the outer suite runs two
+# workers on two cores (CI saw -14%); a 25% tolerance keeps the steady test quiet
+# and a doubled workload fails however the drift falls. How small a regression
+# the gate catches is measured in benchmarks/gate_quality.py, not here.
+GATE = ("--energy-repeats=5", "--energy-tolerance=25%")
+DOUBLED = 2.0
 REGRESSION = re.compile(
     r"^j_per_token regressed \+(?P<change>[0-9.]+)% \(base [0-9.e+-]+ J, head [0-9.e+-]+ J, "
-    r"tolerance 15%, Mann-Whitney p=0\.0\d\d, 5 vs 5 repeats( \(\d outliers? set aside\))?\)",
+    r"tolerance 25%, Mann-Whitney p=0\.0\d\d, 5 vs 5 repeats( \(\d outliers? set aside\))?\)",
     re.MULTILINE,
 )
 
@@ -71,14 +75,14 @@ def test_baseline_lifecycle_records_compares_fails_the_regressed_test_and_recove
     unchanged.assert_outcomes(passed=2)
     unchanged.stdout.fnmatch_lines(["*cpu-time*"])
 
-    scale_workload({"test_costly": 1.3})
+    scale_workload({"test_costly": DOUBLED})
     regressed = run_energy(*GATE)
     regressed.assert_outcomes(passed=1, failed=1)
     regressed.stdout.fnmatch_lines(["FAILED test_lifecycle.py::test_costly*"])
     regressed.stdout.no_fnmatch_line("FAILED test_lifecycle.py::test_steady*")
     failure = REGRESSION.search(regressed.stdout.str())
     assert failure is not None, regressed.stdout.str()
-    assert 15 < float(failure["change"]) < 50
+    assert 25 < float(failure["change"]) < 200
     assert baseline.read_text(encoding="utf-8") == text
 
     accepted = run_energy(
@@ -112,7 +116,7 @@ def test_under_xdist_workers_measure_and_the_controller_records_and_compares(
     _, data = read_baseline(pytester)
     assert sorted(data["entries"]) == list(TWO_IDS)
 
-    scale_workload({"test_costly": 1.3})
+    scale_workload({"test_costly": DOUBLED})
     regressed = run_energy(*GATE, "-n", "2")
     regressed.assert_outcomes(passed=1, failed=1)
     regressed.stdout.fnmatch_lines(["FAILED test_lifecycle.py::test_costly*"])
