@@ -6,6 +6,10 @@ the tolerance AND a one-sided exact Mann-Whitney p-value at most alpha, after
 outlying repeats are set aside. :class:`SequentialRepeats` decides after each
 head repeat whether to measure another one:
 
+* recording the baseline (``--energy-update-baseline``): measure ``maximum``.
+  The reference is measured once and every later run is compared with it, so
+  its precision pays back on each of them; a policy that stopped at the minimum
+  there would leave 3-repeat baselines behind;
 * no baseline (a new test), or one with fewer than ``MIN_SAMPLES`` repeats (no
   rank test possible): stop at ``minimum``;
 * clearly beyond the tolerance: the one-sided lower confidence bound of the
@@ -40,7 +44,10 @@ patterns: 8 or more baseline repeats with ``maximum`` 10; 7 takes about a
 second, once per process) the threshold falls back to Bonferroni, 0.05 / looks:
 valid, conservative. For 5 baseline repeats and looks 3..10 it is 0.026 (exact
 family-wise level 0.0494); Bonferroni would give 0.0063 (level 0.010) and miss
-more real regressions.
+more real regressions. A baseline recorded under ``auto`` has 10 repeats, where
+Bonferroni's 0.0063 applies: with 10 a side the rank test is rarely what holds
+a real regression back (``benchmarks/gate_quality.py``: detection at 1.5x the
+tolerance is within 1.1 points of fixed 10 repeats at 0.05).
 
 Why these rules (``benchmarks/gate_quality.py``, simulated meter noise). The
 rank test's null hypothesis is not what makes false alarms in practice: drift
@@ -99,7 +106,9 @@ FAMILY_ALPHA = 0.05  # the fixed gate's level (gate.ALPHA), here over all looks 
 WITHIN_ALPHA = 0.10  # "clearly within": one-sided 90% upper confidence bound below tolerance
 MAX_STATES = 50_000  # gap patterns the exact threshold may enumerate before Bonferroni
 
-StopReason = Literal["no baseline", "beyond tolerance", "within tolerance", "maximum"]
+StopReason = Literal[
+    "recording the baseline", "no baseline", "beyond tolerance", "within tolerance", "maximum"
+]
 
 
 class SequentialRepeats:
@@ -109,10 +118,11 @@ class SequentialRepeats:
     ``tolerance``: the relative tolerance (0.10 for 10%). ``minimum`` and
     ``maximum``: the fewest and most head repeats. With a baseline to test
     against, the first look is at ``max(minimum, MIN_SAMPLES)`` repeats (the
-    rank test needs that many) unless ``maximum`` is smaller.
+    rank test needs that many) unless ``maximum`` is smaller. ``recording``:
+    the run records the baseline; every test takes ``maximum`` repeats.
     """
 
-    __slots__ = ("_alpha", "_base", "_first", "maximum", "minimum", "tolerance")
+    __slots__ = ("_alpha", "_base", "_first", "maximum", "minimum", "recording", "tolerance")
 
     def __init__(
         self,
@@ -121,6 +131,7 @@ class SequentialRepeats:
         *,
         minimum: int = 3,
         maximum: int = 10,
+        recording: bool = False,
     ) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError(f"need 1 <= minimum <= maximum, got {minimum} and {maximum}")
@@ -129,10 +140,11 @@ class SequentialRepeats:
         self.tolerance = tolerance
         self.minimum = minimum
         self.maximum = maximum
+        self.recording = recording
         self._base = tuple(base) if base is not None and len(base) >= MIN_SAMPLES else None
         self._first = max(minimum, MIN_SAMPLES)
         self._alpha = FAMILY_ALPHA
-        if self._base is not None and self._first < maximum:
+        if self._base is not None and self._first < maximum and not recording:
             self._alpha = corrected_alpha(len(self._base), self._first, maximum)
 
     @property
@@ -140,7 +152,7 @@ class SequentialRepeats:
         """The threshold for the final Mann-Whitney p-value: ``compare(..., alpha=)``.
 
         Below :data:`FAMILY_ALPHA` when the policy may look more than once; the
-        fixed level when it cannot (no baseline, a single look).
+        fixed level when it cannot (no baseline, a single look, recording).
         """
         return self._alpha
 
@@ -150,9 +162,12 @@ class SequentialRepeats:
         ``"beyond tolerance"``: the lower confidence bound of the change exceeds
         the tolerance (the gate will report a regression); ``"within tolerance"``:
         the upper bound is below it (the gate will not); ``"maximum"``: undecided
-        at the cap (the gate's ordinary rule at :attr:`alpha` decides).
+        at the cap (the gate's ordinary rule at :attr:`alpha` decides);
+        ``"recording the baseline"``: ``maximum`` repeats for the reference.
         """
         n = len(head)
+        if self.recording:
+            return "recording the baseline" if n >= self.maximum else None
         if self._base is None:
             return "no baseline" if n >= self.minimum else None
         if n >= self._first:

@@ -281,7 +281,7 @@ class EnergySession:
         Tested against the baseline entry's repeats of J/question when the entry
         can be compared with this run (same hard fingerprint fields, questions
         and meter kind, neither window shared); otherwise it stops at the minimum,
-        as for a new test.
+        as for a new test. A run that records the baseline measures the maximum.
         """
         budgets = self.budgets.budgets_for(
             result.test_id, result.model, result.strategy, marker_kwargs
@@ -296,7 +296,11 @@ class EnergySession:
         base = entry.samples.get(SEQUENTIAL_METRIC) if comparable and entry else None
         maximum = self.settings.max_repeats
         return SequentialRepeats(
-            base, tolerance.rel, minimum=min(AUTO_MIN_REPEATS, maximum), maximum=maximum
+            base,
+            tolerance.rel,
+            minimum=min(AUTO_MIN_REPEATS, maximum),
+            maximum=maximum,
+            recording=self.settings.update_baseline,
         )
 
     def _measure(

@@ -46,6 +46,18 @@ def test_without_a_testable_baseline_it_stops_at_the_minimum(
     assert repeats_taken(SequentialRepeats(base, 0.10, minimum=4), AMBIGUOUS) == 4
 
 
+@pytest.mark.parametrize("base", [None, BASE], ids=["new", "with-baseline"])
+def test_recording_the_baseline_measures_the_maximum_whatever_the_head_shows(
+    base: tuple[float, ...] | None,
+) -> None:
+    # A clear regression would stop a checking run at 3; the reference takes all 10.
+    head = (150.0, 151.0, 149.0, 150.5, 150.2, 149.8, 150.1, 149.9, 150.3, 150.4)
+    policy = SequentialRepeats(base, 0.10, recording=True)
+    assert reasons(policy, head) == [None] * 10 + ["recording the baseline"]
+    assert policy.alpha == gate.ALPHA  # one look, at the maximum
+    assert repeats_taken(SequentialRepeats(base, 0.10, maximum=6, recording=True), head) == 6
+
+
 def test_a_clear_no_change_stops_at_the_first_look() -> None:
     policy = SequentialRepeats(BASE, 0.10)
     head = (100.2, 99.8, 100.1, 100.0)
