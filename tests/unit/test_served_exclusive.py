@@ -67,9 +67,42 @@ def test_vllm_counters_are_summed_over_engines_and_models() -> None:
     assert parse_counters(VLLM_TEXT) == Tokens(prompt=120, generated=10)
 
 
-def test_sglang_counters_are_read_too() -> None:
-    text = "sglang:prompt_tokens_total 12.0\nsglang:generation_tokens_total 3.0\n"
-    assert parse_counters(text) == Tokens(12, 3)
+LLAMA_CPP_TEXT = """\
+# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.
+# TYPE llamacpp:prompt_tokens_total counter
+llamacpp:prompt_tokens_total 6886
+# HELP llamacpp:tokens_predicted_total Number of generation tokens processed.
+# TYPE llamacpp:tokens_predicted_total counter
+llamacpp:tokens_predicted_total 3469
+# HELP llamacpp:requests_processing Number of requests processing.
+# TYPE llamacpp:requests_processing gauge
+llamacpp:requests_processing 0
+"""
+TGI_TEXT = """\
+# TYPE tgi_request_input_length histogram
+tgi_request_input_length_bucket{le="100"} 3
+tgi_request_input_length_bucket{le="+Inf"} 4
+tgi_request_input_length_sum 250
+tgi_request_input_length_count 4
+# TYPE tgi_request_generated_tokens histogram
+tgi_request_generated_tokens_bucket{le="100"} 4
+tgi_request_generated_tokens_bucket{le="+Inf"} 4
+tgi_request_generated_tokens_sum 40
+tgi_request_generated_tokens_count 4
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("sglang:prompt_tokens_total 12.0\nsglang:generation_tokens_total 3.0\n", Tokens(12, 3)),
+        (LLAMA_CPP_TEXT, Tokens(6886, 3469)),
+        (TGI_TEXT, Tokens(250, 40)),  # the histograms' sums, not their buckets or counts
+    ],
+    ids=["sglang", "llama.cpp", "tgi"],
+)
+def test_other_servers_counters_are_read_too(text: str, tokens: Tokens) -> None:
+    assert parse_counters(text) == tokens
 
 
 @pytest.mark.parametrize(
@@ -107,6 +140,10 @@ def test_tokens_beyond_ours_within_the_slack_are_exclusive_and_beyond_it_shared(
     fewer = TrafficWindow()
     fewer.judge(Tokens(500, 100), ours)  # a server that counts cached prompts as nothing
     assert (fewer.exclusive, fewer.other_tokens) == (True, 0)
+    # ...whose saved prompt tokens do not hide another client's generated ones.
+    hidden = TrafficWindow()
+    hidden.judge(Tokens(500, 100 + 300), ours)
+    assert (hidden.exclusive, hidden.other_tokens) == (False, 300)
 
 
 # -- the backend against the fake server ---------------------------------------------------

@@ -2,16 +2,18 @@
 
 A meter reads the energy of the GPUs (or CPU) that serve the model, so another
 client's requests in the same window add their joules to ours. Where the
-server exposes Prometheus ``/metrics`` on its host and port (vLLM:
-``vllm:prompt_tokens_total`` and ``vllm:generation_tokens_total``; SGLang with
-``--enable-metrics``: the same names under ``sglang:``), each evaluation's
-measured sample reads them at its start and end and compares the tokens the
-server served with the tokens our requests accounted in ``usage``
-(:class:`Tally`):
+server exposes Prometheus token counters at ``/metrics`` on its host and port
+(:data:`COUNTERS`: vLLM; SGLang with ``--enable-metrics``; llama.cpp's
+``llama-server`` with ``--metrics``; TGI), each evaluation's measured sample
+reads them at its start and end and compares the tokens the server served with
+the tokens our requests accounted in ``usage`` (:class:`Tally`):
 
 * ours counts every answer's ``completion_tokens`` and its ``prompt_tokens``
   once per sample asked for (vLLM counts an ``n=k`` request's prompt k times,
   its usage once), so our own requests never look like someone else's;
+* prompt and generated tokens are compared apart: the prompt tokens a server
+  did not have to compute (llama.cpp counts only those it processed, not the
+  reused prefix) must not hide another client's generated ones;
 * served more than ours by over :data:`SLACK_TOKENS` plus :data:`SLACK_FRACTION`
   of ours means other traffic shared the window: the result is marked shared
   (``exclusive: false``) and never compared with an exclusive baseline. The
@@ -19,6 +21,10 @@ server served with the tokens our requests accounted in ``usage``
   after a dropped connection that the server had counted, or one cancelled
   when a sibling failed;
 * a server without these counters gives ``exclusive: null`` (unknown).
+
+What a server counting only computed prompt tokens cannot show: another
+client's prompt tokens up to the prefix tokens our requests reused. A client
+that generates anything shows in the generated tokens.
 
 Counters move when the server has finished a step, which can be a moment after
 its answer reached us; every reading therefore waits (up to
@@ -40,10 +46,13 @@ from pytest_energy.errors import ServerError
 if TYPE_CHECKING:
     from pytest_energy.backends.http import ServerClient
 
-# The counters each server kind exposes: (prompt tokens, generated tokens).
+# The counters each server kind exposes: (prompt tokens, generated tokens). TGI's
+# are histograms of tokens per request: their sums count the tokens.
 COUNTERS = (
     ("vllm:prompt_tokens_total", "vllm:generation_tokens_total"),
     ("sglang:prompt_tokens_total", "sglang:generation_tokens_total"),
+    ("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total"),
+    ("tgi_request_input_length_sum", "tgi_request_generated_tokens_sum"),
 )
 SLACK_TOKENS = 16
 SLACK_FRACTION = 0.01
@@ -104,7 +113,7 @@ class TrafficWindow:
 
     def judge(self, served: Tokens, ours: Tokens) -> None:
         """Fill in the verdict from the server's counters and our usage over the window."""
-        other = max(0, served.total - ours.total)
+        other = max(0, served.prompt - ours.prompt) + max(0, served.generated - ours.generated)
         self.exclusive = other <= SLACK_TOKENS + SLACK_FRACTION * ours.total
         self.other_tokens, self.served_tokens, self.our_tokens = other, served.total, ours.total
 
