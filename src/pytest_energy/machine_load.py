@@ -6,10 +6,11 @@ contention, OpenMP threads spin-waiting for a core) and RAPL adds their joules
 outright. :class:`LoadProbe` measures, over one window, how many cores the rest
 of the machine kept busy on average: all busy CPU time from ``/proc/stat``
 minus this process's own (``os.times``), divided by the wall time. Linux only;
-elsewhere it reports nothing. A meter that also counts a model server's CPU time
-gives its own count of "ours" (``own_cpu_s``), so the server is not taken for
-other load; None from it means the meter counts the whole machine, and other
-load is unknown.
+elsewhere it reports nothing. A model server on this machine works for us: its
+CPU time is ours too (:func:`ours_and_server_cpu_s`), not other load. Where its
+process is unknown (no ``energy_server_pid``) its work cannot be told from
+other load, which is then unknown (None). A meter that counts a server's CPU
+time itself (``cpu-estimate``) gives its own count of "ours" (``own_cpu_s``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_energy.meters.proc_cpu import machine_busy_cpu_s
+from pytest_energy.meters.proc_cpu import PROC, machine_busy_cpu_s, process_tree_cpu_s
 
 PROC_STAT = Path("/proc/stat")
 
@@ -58,3 +59,17 @@ class LoadProbe:
 def _process_cpu_s() -> float:
     mine = os.times()
     return mine.user + mine.system
+
+
+def ours_and_server_cpu_s(
+    server_pid: int | None, *, local_server: bool, proc: Path = PROC
+) -> float | None:
+    """The CPU seconds that worked for the measurement: this process's, and with
+    ``server_pid`` the model server's process tree. None (unknown) for a server on
+    this machine without its pid, or one that has ended."""
+    if server_pid is not None:
+        try:
+            return _process_cpu_s() + process_tree_cpu_s(server_pid, proc)
+        except ProcessLookupError:
+            return None
+    return None if local_server else _process_cpu_s()

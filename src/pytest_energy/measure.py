@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -11,7 +12,7 @@ from pytest_energy.backends.traffic import TrafficWindow
 from pytest_energy.engine_results import Ledger
 from pytest_energy.errors import WindowTooShort
 from pytest_energy.locking import shared_device_warned
-from pytest_energy.machine_load import LoadProbe
+from pytest_energy.machine_load import LoadProbe, ours_and_server_cpu_s
 from pytest_energy.meters.idle import net_energy_j
 from pytest_energy.metrics import QuestionRecord, RepeatSample
 
@@ -35,6 +36,7 @@ def measure_repeat(
     meter: EnergyMeter,
     lock: Callable[[], AbstractContextManager[Any]],
     idle_power_w: Callable[[], float | None],
+    server_pid: int | None = None,
 ) -> tuple[list[QuestionRecord], RepeatSample, dict[str, Any]]:
     """One measured repeat: the whole run in one strict window, phases inside it.
 
@@ -45,13 +47,13 @@ def measure_repeat(
     split follows their durations and says so in ``details["phase_split"]``.
 
     A served model's backend has ``traffic_window()``: whether its server served
-    other clients during the window (``RepeatSample.exclusive``). A meter that
-    counts a model server's CPU time too has ``own_cpu_s()``, so that the server
-    is not taken for other load.
+    other clients during the window (``RepeatSample.exclusive``). The model
+    server's CPU time (``server_pid``, :func:`own_cpu`) is not taken for other load.
     """
     watch: Callable[[], AbstractContextManager[TrafficWindow]] = getattr(
         engine, "traffic_window", lambda: nullcontext(TrafficWindow())
     )
+    ours = own_cpu(meter, engine, server_pid)
     runs = 1
     while True:
         ledger = Ledger()
@@ -60,7 +62,7 @@ def measure_repeat(
                 lock(),
                 shared_device_warned(meter.meter),
                 watch() as traffic,
-                LoadProbe(own_cpu_s=getattr(meter.meter, "own_cpu_s", None)) as load,
+                LoadProbe(own_cpu_s=ours) as load,
             ):
                 start = time.perf_counter()
                 with meter.window(engine.sync) as total:
@@ -100,3 +102,20 @@ def measure_repeat(
         other_tokens=traffic.other_tokens,
     )
     return answered, sample, details
+
+
+def own_cpu(
+    meter: EnergyMeter, engine: Backend, server_pid: int | None
+) -> Callable[[], float | None]:
+    """What the load probe counts as the measurement's own CPU time.
+
+    The meter's own count where it keeps one (``cpu-estimate`` counts a server's
+    CPU time itself); otherwise this process's and the server's that
+    ``server_pid`` names, or unknown for a served model on this machine without it
+    (RAPL measures the server's joules, but its CPU time is not other load).
+    """
+    counted: Callable[[], float | None] | None = getattr(meter.meter, "own_cpu_s", None)
+    if counted is not None:
+        return counted
+    local = bool(getattr(engine, "local_server", False))
+    return functools.partial(ours_and_server_cpu_s, server_pid, local_server=local)

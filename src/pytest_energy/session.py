@@ -317,6 +317,7 @@ class EnergySession:
                 self.device, timeout_s=self.settings.lock_timeout_s, notify=self.notify
             ),
             idle_power_w=self.idle_power_w,
+            server_pid=self.settings.server_pid,
         )
 
     def idle_power_w(self) -> float | None:

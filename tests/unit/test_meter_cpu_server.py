@@ -24,12 +24,14 @@ from factories import make_result
 from pytest_energy.backends.openai import OpenAIBackend
 from pytest_energy.baseline_entry import entry_from_result
 from pytest_energy.errors import MeasurementError, MeterError
-from pytest_energy.machine_load import LoadProbe
+from pytest_energy.machine_load import LoadProbe, ours_and_server_cpu_s
+from pytest_energy.measure import own_cpu
 from pytest_energy.meters.base import EnergyMeter
 from pytest_energy.meters.cpu_estimate import CpuEstimateMeter
 from pytest_energy.meters.proc_cpu import descendants, process_tree_cpu_s
 from pytest_energy.meters.select import create_meter
 from pytest_energy.settings import Settings, Tolerance
+from pytest_energy.testing import FakeMeter
 from pytest_energy.testing.openai_server import FakeOpenAIServer
 from pytest_energy.verdict import too_noisy
 
@@ -193,6 +195,30 @@ def test_the_load_probe_does_not_take_the_counted_server_for_other_load(
         burn(server)
     assert unknown.other_cores is None
     assert burnt >= BURN_S
+
+
+def test_under_a_meter_without_its_own_count_the_named_server_is_not_other_load(
+    server: subprocess.Popen[str],
+) -> None:
+    # RAPL measures the whole package: the server's joules count, its CPU time is ours.
+    rapl_like = EnergyMeter(FakeMeter())
+    with FakeOpenAIServer() as fake:
+        engine = OpenAIBackend.connect(fake.url, meter=rapl_like)
+        assert engine.local_server
+        start = time.monotonic()
+        with (
+            LoadProbe(own_cpu_s=own_cpu(rapl_like, engine, server.pid)) as named,
+            LoadProbe(own_cpu_s=own_cpu(rapl_like, engine, None)) as unnamed,
+            LoadProbe() as plain,
+        ):
+            burnt = burn(server)
+        wall = time.monotonic() - start
+    assert named.other_cores is not None
+    assert plain.other_cores is not None
+    assert (plain.other_cores - named.other_cores) * wall >= 0.8 * burnt
+    assert unnamed.other_cores is None  # a local server, process unknown: cannot tell
+    stop(server)
+    assert ours_and_server_cpu_s(server.pid, local_server=True) is None  # it ended
 
 
 def test_a_server_pid_meter_is_still_a_cpu_meter_for_the_load_check() -> None:

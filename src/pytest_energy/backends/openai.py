@@ -170,6 +170,11 @@ class OpenAIBackend:
             found["server_version"] = self.info.version
         return found
 
+    @property
+    def local_server(self) -> bool:
+        """Whether the server runs on this machine (its CPU time is then not other load)."""
+        return bool(self.served.local)
+
     def traffic_window(self) -> AbstractContextManager[TrafficWindow]:
         """Around a measured window: did the server serve anyone else meanwhile?
         (``exclusive`` None: the server exposes no token counters.)"""
