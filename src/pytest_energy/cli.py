@@ -279,6 +279,13 @@ def _add_calibrate(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=1, help="measurements per grid point")
     p.add_argument("--mmlu", required=True, help="MMLU source whose text fills the prompts")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        metavar="PID",
+        help="a served model's server on this machine, whose CPU time cpu-estimate counts "
+        "(as energy_server_pid)",
+    )
     p.add_argument("--plot", metavar="PNG", help="also draw measured points against the fit")
     p.add_argument("-o", "--output", required=True, metavar="CURVE.json")
     p.set_defaults(handler=_run_calibrate)
@@ -299,7 +306,12 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         else (grid_from_spec(args.grid))
     )
     settings = Settings(
-        enabled=True, meter=args.meter, mmlu=args.mmlu, device=args.device, rootdir=Path.cwd()
+        enabled=True,
+        meter=args.meter,
+        mmlu=args.mmlu,
+        device=args.device,
+        rootdir=Path.cwd(),
+        server_pid=args.server_pid,
     )
     session = EnergySession(settings, writes_files=False)
     try:
