@@ -241,18 +241,34 @@ def grid_from_spec(spec: str) -> list[tuple[int, int]]:
     return [(i, o) for i in values["in"] for o in values["out"]]
 
 
+def forced_answer_energy_j(
+    curve: Curve, n_in: int, reasoning: int, reserve: int, *, recompute: bool = False
+) -> float:
+    """Predicted joules of one question: ``reasoning`` tokens after an ``n_in``-token
+    prompt, then a forced answer of ``reserve`` tokens (its cue and one letter).
+
+    Fed through the reasoning's KV cache, the answer is ``reserve`` more decode
+    steps. With ``recompute`` it is a request of its own (a server that may not
+    reuse the context): the prompt, the reasoning and the cue are its input, one
+    letter its output.
+    """
+    if not recompute or reserve == 0:
+        return curve.energy_j(n_in, reasoning + reserve)
+    return curve.energy_j(n_in, reasoning) + curve.energy_j(n_in + reasoning + reserve - 1, 1)
+
+
 def max_tokens_for_budget(
-    curve: Curve, n_in: int, budget_j: float, *, cap: int, reserve: int = 0
+    curve: Curve, n_in: int, budget_j: float, *, cap: int, reserve: int = 0, recompute: bool = False
 ) -> int:
     """The most reasoning tokens that keep one question within ``budget_j`` joules.
 
-    Returns the largest ``n`` in ``[0, cap]`` with
-    ``curve.energy_j(n_in, n + reserve) <= budget_j``: ``reserve`` output tokens
-    are set aside for the forced final answer that follows the reasoning, so
+    Returns the largest ``n`` in ``[0, cap]`` whose predicted energy with the
+    forced answer (:func:`forced_answer_energy_j`: ``reserve`` tokens set aside
+    for it, computed again with ``recompute``) is at most ``budget_j``, so
     reasoning plus answer stays within the budget. 0 means no budget is left for
     reasoning (the prompt and the answer alone reach it): answer immediately,
     which may still exceed the budget. When each extra token costs nothing or
-    less (``c2 + c3 * n_in <= 0``) the answer is ``cap`` if the budget holds there.
+    less the answer is ``cap`` if the budget holds there.
     """
     if n_in < 0 or cap < 0 or reserve < 0:
         raise ValueError("n_in, cap and reserve must be >= 0")
@@ -261,14 +277,19 @@ def max_tokens_for_budget(
     limit = budget_j + abs(budget_j) * _BUDGET_REL_EPS
 
     def fits(n: int) -> bool:
-        return curve.energy_j(n_in, n + reserve) <= limit
+        return forced_answer_energy_j(curve, n_in, n, reserve, recompute=recompute) <= limit
 
+    # The prediction is linear in n: each reasoning token is one decode step, and
+    # one more input token of a recomputed answer.
     slope = curve.c2_j_per_out + curve.c3_j_per_in_out * n_in
+    if recompute and reserve:
+        slope += curve.c1_j_per_in + curve.c3_j_per_in_out
     if slope <= 0 or math.isinf(budget_j):
         return cap if fits(cap) else 0
     if not fits(0):
         return 0
-    guess = (limit - curve.energy_j(n_in, reserve)) / slope
+    start = forced_answer_energy_j(curve, n_in, 0, reserve, recompute=recompute)
+    guess = (limit - start) / slope
     n = cap if guess >= cap else max(0, math.floor(guess))
     # The closed form can be one off after rounding; settle on the exact boundary.
     while n < cap and fits(n + 1):

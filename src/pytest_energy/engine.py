@@ -137,6 +137,11 @@ class Engine:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    @property
+    def forced_answer_recomputes(self) -> bool:
+        """No: the cue goes through the reasoning's KV cache."""
+        return False
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 

@@ -15,6 +15,7 @@ from pytest_energy.curves import (
     SweepPoint,
     default_grid,
     fit_curve,
+    forced_answer_energy_j,
     grid_from_spec,
     max_tokens_for_budget,
 )
@@ -190,15 +191,44 @@ def test_reserve_keeps_reasoning_plus_answer_within_budget() -> None:
     assert EXACT.energy_j(8, n + 4) <= 13.0 < EXACT.energy_j(8, n + 5)
 
 
-def test_closed_form_agrees_with_counting_token_by_token() -> None:
+def test_a_recomputed_forced_answer_is_a_second_request_over_the_whole_context() -> None:
+    curve = Curve(1.0, 0.05, 0.2, 0.001)
+    # 40-token prompt, 10 reasoning tokens, a 5-token cue and one letter.
+    assert forced_answer_energy_j(curve, 40, 10, 6) == curve.energy_j(40, 16)
+    assert forced_answer_energy_j(curve, 40, 10, 6, recompute=True) == (
+        curve.energy_j(40, 10) + curve.energy_j(40 + 10 + 5, 1)
+    )
+    assert forced_answer_energy_j(curve, 40, 10, 0, recompute=True) == curve.energy_j(40, 10)
+
+
+def test_a_recomputed_forced_answer_leaves_fewer_reasoning_tokens_within_the_budget() -> None:
+    curve = Curve(1.0, 0.05, 0.2, 0.001)
+    fed = max_tokens_for_budget(curve, 40, 12.0, cap=100, reserve=6)
+    again = max_tokens_for_budget(curve, 40, 12.0, cap=100, reserve=6, recompute=True)
+    assert again < fed
+    assert forced_answer_energy_j(curve, 40, again, 6, recompute=True) <= 12.0
+    assert forced_answer_energy_j(curve, 40, again + 1, 6, recompute=True) > 12.0
+
+
+@pytest.mark.parametrize("recompute", [False, True], ids=["fed", "recomputed"])
+def test_closed_form_agrees_with_counting_token_by_token(recompute: bool) -> None:
     rng = random.Random(3)
     for _ in range(200):
         curve = Curve(
             rng.uniform(0, 2), rng.uniform(0, 0.01), rng.uniform(0.01, 0.3), rng.uniform(0, 1e-3)
         )
         n_in, budget, cap = rng.randint(0, 500), rng.uniform(0, 30), rng.randint(0, 300)
-        fitting = [n for n in range(cap + 1) if curve.energy_j(n_in, n) <= budget * (1 + 1e-9)]
-        assert max_tokens_for_budget(curve, n_in, budget, cap=cap) == max(fitting, default=0)
+        reserve = rng.choice([0, 6])
+        fitting = [
+            n
+            for n in range(cap + 1)
+            if forced_answer_energy_j(curve, n_in, n, reserve, recompute=recompute)
+            <= budget * (1 + 1e-9)
+        ]
+        found = max_tokens_for_budget(
+            curve, n_in, budget, cap=cap, reserve=reserve, recompute=recompute
+        )
+        assert found == max(fitting, default=0)
 
 
 def test_nan_budget_is_refused() -> None:

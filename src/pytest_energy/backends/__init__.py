@@ -75,6 +75,13 @@ class Backend(Protocol):
     def has_chat_template(self) -> bool: ...
 
     @property
+    def forced_answer_recomputes(self) -> bool:
+        """Whether a forced answer (``generate(force=...)``) computes its context again:
+        a request of its own to a server that may not reuse what it computed for
+        the reasoning. Controlled reasoning budgets that second prefill."""
+        ...
+
+    @property
     def tokenizer(self) -> Any: ...
 
     def count_tokens(self, text: str) -> int: ...

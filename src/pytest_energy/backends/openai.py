@@ -147,6 +147,14 @@ class OpenAIBackend:
         return self.tokens.has_chat_template
 
     @property
+    def forced_answer_recomputes(self) -> bool:
+        """A forced answer is a request of its own, re-sending the prompt and the
+        reasoning. vLLM's prefix cache (on by default) holds that context; other
+        servers may compute it again (llama-cpp-python keeps one sequence, which the
+        next question's request replaces), so the budget allows for it."""
+        return self.info.kind != "vllm"
+
+    @property
     def tokenizer(self) -> Any:
         if self.tokens.tokenizer is None:
             raise ServerError(

@@ -156,6 +156,11 @@ class VllmBackend:
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
 
+    @property
+    def forced_answer_recomputes(self) -> bool:
+        """No: its request's context is in the prefix cache, which this backend turns on."""
+        return False
+
     def ids(self, text: str) -> list[int]:
         """Token ids of ``text`` without special tokens added."""
         return [int(i) for i in self.tokenizer.encode(text, add_special_tokens=False)]

@@ -7,7 +7,10 @@ at batch 1, as calibrated). All questions share batches, each row stopping at
 its own allowance. A question that has not produced a valid answer when its
 allowance runs out is not wasted: the answer cue ``The answer is (`` is fed
 through its KV cache and the next letter is scored, so every question gets an
-answer for a few decode steps more.
+answer for a few decode steps more. Where the forced answer is a request of
+its own that computes the prompt and the reasoning again (a server without a
+prefix cache, ``Backend.forced_answer_recomputes``), the allowance and the
+prediction include that second prefill.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_energy.backends import Backend
-from pytest_energy.curves import max_tokens_for_budget
+from pytest_energy.curves import forced_answer_energy_j, max_tokens_for_budget
 from pytest_energy.engine_results import Force, Ledger
 from pytest_energy.metrics import LETTERS, QuestionRecord
 from pytest_energy.mmlu import Question
@@ -44,8 +47,16 @@ class BudgetedReasoning:
         # The forced answer costs the cue and one letter.
         reserve = engine.count_tokens(FORCED_ANSWER_CUE) + 1
         n_in = [engine.count_tokens(p) for p in prompts]
+        recompute = engine.forced_answer_recomputes
         allowance = [
-            max_tokens_for_budget(curve, n, budget_j, cap=self.spec["max_tokens"], reserve=reserve)
+            max_tokens_for_budget(
+                curve,
+                n,
+                budget_j,
+                cap=self.spec["max_tokens"],
+                reserve=reserve,
+                recompute=recompute,
+            )
             for n in n_in
         ]
         generated = engine.generate(
@@ -80,12 +91,24 @@ class BudgetedReasoning:
                 out_tokens[i] += reserve
                 computed[i] += sc.computed_input_tokens
             forced.extend(late)
+
+        def predicted_j(i: int) -> float:
+            if i in late:  # a fresh pass over the whole context
+                return forced_answer_energy_j(
+                    curve, n_in[i], out_tokens[i] - reserve, reserve, recompute=True
+                )
+            if samples[i].forced is not None:
+                return forced_answer_energy_j(
+                    curve, n_in[i], out_tokens[i] - reserve, reserve, recompute=recompute
+                )
+            return curve.energy_j(n_in[i], out_tokens[i])
+
         per_question: list[dict[str, Any]] = [
             {
                 "budget_j": budget_j,
                 "allowed_tokens": allowance[i],
                 "output_tokens": out_tokens[i],
-                "predicted_j": curve.energy_j(n_in[i], out_tokens[i]),
+                "predicted_j": predicted_j(i),
                 "forced": i in forced,
             }
             for i in range(len(questions))
