@@ -250,11 +250,12 @@ def forced_answer_energy_j(
     Fed through the reasoning's KV cache, the answer is ``reserve`` more decode
     steps. With ``recompute`` it is a request of its own (a server that may not
     reuse the context): the prompt, the reasoning and the cue are its input, one
-    letter its output.
+    letter its output; without reasoning it is the only request.
     """
     if not recompute or reserve == 0:
         return curve.energy_j(n_in, reasoning + reserve)
-    return curve.energy_j(n_in, reasoning) + curve.energy_j(n_in + reasoning + reserve - 1, 1)
+    answer = curve.energy_j(n_in + reasoning + reserve - 1, 1)
+    return answer + curve.energy_j(n_in, reasoning) if reasoning > 0 else answer
 
 
 def max_tokens_for_budget(
@@ -279,17 +280,20 @@ def max_tokens_for_budget(
     def fits(n: int) -> bool:
         return forced_answer_energy_j(curve, n_in, n, reserve, recompute=recompute) <= limit
 
-    # The prediction is linear in n: each reasoning token is one decode step, and
+    # The prediction is linear in n from its first reasoning token on (a recomputed
+    # answer then needs a request of its own): each token is one decode step, and
     # one more input token of a recomputed answer.
     slope = curve.c2_j_per_out + curve.c3_j_per_in_out * n_in
+    first = 0
     if recompute and reserve:
         slope += curve.c1_j_per_in + curve.c3_j_per_in_out
+        first = min(1, cap)
     if slope <= 0 or math.isinf(budget_j):
         return cap if fits(cap) else 0
-    if not fits(0):
+    if not fits(first):
         return 0
-    start = forced_answer_energy_j(curve, n_in, 0, reserve, recompute=recompute)
-    guess = (limit - start) / slope
+    start = forced_answer_energy_j(curve, n_in, first, reserve, recompute=recompute)
+    guess = first + (limit - start) / slope
     n = cap if guess >= cap else max(0, math.floor(guess))
     # The closed form can be one off after rounding; settle on the exact boundary.
     while n < cap and fits(n + 1):

@@ -199,6 +199,8 @@ def test_a_recomputed_forced_answer_is_a_second_request_over_the_whole_context()
         curve.energy_j(40, 10) + curve.energy_j(40 + 10 + 5, 1)
     )
     assert forced_answer_energy_j(curve, 40, 10, 0, recompute=True) == curve.energy_j(40, 10)
+    # No reasoning: the answer's request is the only one.
+    assert forced_answer_energy_j(curve, 40, 0, 6, recompute=True) == curve.energy_j(45, 1)
 
 
 def test_a_recomputed_forced_answer_leaves_fewer_reasoning_tokens_within_the_budget() -> None:
