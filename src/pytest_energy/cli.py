@@ -31,6 +31,8 @@ from pytest_energy.outcome import Check
 from pytest_energy.report import Row, describe_check, sorted_rows
 from pytest_energy.settings import Tolerance
 
+POOR_FIT_R2 = 0.9  # calibrate warns below it
+
 Comparator = Callable[[EvalResult, EvalResult, Tolerance], Sequence[Check]]
 
 
@@ -334,6 +336,13 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         f"{curve.max_abs_residual_j:.4g} J over {curve.n_points} points "
         f"(meter {curve.meter}{', estimated' if curve.estimated else ''})"
     )
+    if curve.r2 is not None and curve.r2 < POOR_FIT_R2:
+        # Budgets read from such a curve would be noise: say so where CI logs show it.
+        print(
+            f"warning: poor fit (R^2 {curve.r2:.2f} < {POOR_FIT_R2}): other work on the "
+            "machine or a coarse meter; calibrate again on a quiet runner or with --repeats 3",
+            file=sys.stderr,
+        )
     if args.plot and plot_fit(curve, points, Path(args.plot)) is None:
         print("plot skipped: matplotlib is not installed (pip install 'pytest-energy[plots]')")
     print(f"curve written to {out}")

@@ -274,3 +274,49 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
     )
     assert done.returncode == 0
     assert done.stdout.startswith(MARKER)
+
+
+class _Session:
+    """Stands in for EnergySession: calibrate only asks it for an engine and questions."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from pytest_energy.mmlu import Question
+
+        question = Question("anatomy", "Which?", ("a", "b", "c", "d"), "A", "x.csv:1")
+        self.mmlu = type("Mmlu", (), {"sample": lambda *a, **k: [question]})()
+
+    def engine(self, model: str) -> object:
+        return object()
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("r2", "warned"), [(0.999, False), (0.05, True)])
+def test_calibrate_warns_on_a_poor_fit_and_still_writes_the_curve(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    r2: float,
+    warned: bool,
+) -> None:
+    import pytest_energy.calibration
+    import pytest_energy.session
+    from pytest_energy.curves import Curve, CurveStore
+
+    curve = Curve(1.0, 0.05, 0.2, 0.0, model="m", fingerprint={"cpu": "c"}, meter="rapl")
+    fitted = Curve(**{**curve.to_dict(), "r2": r2, "rmse_j": 0.1, "max_abs_residual_j": 0.2})
+    monkeypatch.setattr(pytest_energy.session, "EnergySession", _Session)
+    monkeypatch.setattr(pytest_energy.calibration, "calibrate", lambda *a, **k: (fitted, []))
+    out = tmp_path / "curve.json"
+
+    code = main(["calibrate", "--model", "m", "--mmlu", "x", "--meter", "rapl", "-o", str(out)])
+
+    assert code == 0
+    err = capsys.readouterr().err
+    if warned:
+        assert err.startswith("warning: poor fit (R^2 0.05 < 0.9): other work on the machine")
+        assert len(err.splitlines()) == 1
+    else:
+        assert err == ""
+    assert CurveStore.load(out).find("m").r2 == r2
