@@ -9,7 +9,10 @@ describe a small, plausible run: 10 anatomy questions, 5 right, 80 prompt and
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pytest_energy.meters.base import Phase
@@ -207,3 +210,20 @@ def assert_same_letters(
         (near_ties if margin < near_tie else flips).append(line)
     assert not flips, "letters differ beyond a near tie:\n" + "\n".join(flips)
     assert len(near_ties) <= max_near_ties, "too many near ties:\n" + "\n".join(near_ties)
+
+
+def run_calibrate(model: str, grid: str, mmlu: Path, out: Path, *extra: str) -> str:
+    """``pytest-energy calibrate`` with the ``cpu-estimate`` meter, in a subprocess as a
+    user runs it; asserts it succeeded and returns what it printed."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest_energy.cli", "calibrate", "--model", model),
+            *("--meter", "cpu-estimate", "--grid", grid, "--mmlu", str(mmlu), "-o", str(out)),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from factories import run_calibrate
 from pytest_energy.curves import Curve, CurveStore
 
 RunEnergy = Callable[..., pytest.RunResult]
@@ -85,29 +84,8 @@ def test_calibrate_fits_and_stores_an_operating_curve(
     tmp_path: Path, mmlu_source: Path, model_stack: None
 ) -> None:
     out = tmp_path / "curve.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_energy.cli",
-            "calibrate",
-            "--model",
-            "smollm2-135m",
-            "--meter",
-            "cpu-estimate",
-            "--grid",
-            "in=16,48,96;out=1,6",
-            "--mmlu",
-            str(mmlu_source),
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "R^2 = " in done.stdout
+    printed = run_calibrate("smollm2-135m", "in=16,48,96;out=1,6", mmlu_source, out)
+    assert "R^2 = " in printed
     curve = CurveStore.load(out).find("smollm2-135m")
     assert curve.n_points == 6
     assert curve.r2 is not None

@@ -9,14 +9,13 @@ the reasoning again: the allowance pays for that second prefill.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from factories import run_calibrate
 from pytest_energy.backends.tokens import local_tokenizer
 from pytest_energy.curves import CurveStore, forced_answer_energy_j, max_tokens_for_budget
 from pytest_energy.metrics import LETTERS
@@ -40,34 +39,6 @@ def test_unbounded(energy_eval):
 """
 
 
-def calibrate(url: str, pid: int, mmlu: Path, out: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_energy.cli",
-            "calibrate",
-            "--model",
-            url,
-            "--meter",
-            "cpu-estimate",
-            "--server-pid",
-            str(pid),
-            "--grid",
-            "in=16,64,160;out=1,12",
-            "--mmlu",
-            str(mmlu),
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert f"meter cpu-estimate (server pid {pid})" in done.stdout
-
-
 def test_budget_j_through_the_server_follows_the_curve_calibrated_against_it(
     pytester: pytest.Pytester,
     run_energy: RunEnergy,
@@ -78,7 +49,11 @@ def test_budget_j_through_the_server_follows_the_curve_calibrated_against_it(
     url, proxy = usage_proxy
     label = f"{url}#{ALIAS}"
     curve_file = pytester.path / "curve.json"
-    calibrate(url, llama_server.process.pid, mmlu_source, curve_file)
+    pid = llama_server.process.pid
+    printed = run_calibrate(
+        url, "in=16,64,160;out=1,12", mmlu_source, curve_file, "--server-pid", str(pid)
+    )
+    assert f"meter cpu-estimate (server pid {pid})" in printed
     curve = CurveStore.load(curve_file).find(label)
     # Joules grow with both lengths on a fit worth budgeting with.
     assert curve.energy_j(160, 12) > curve.energy_j(16, 12) > curve.energy_j(16, 1) > 0
