@@ -57,7 +57,7 @@ import json
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pytest_energy.gate import ALPHA, compare_values, repeat_evidence
@@ -183,14 +183,7 @@ def failed(base: list[float], head: list[float], tol: Tolerance, alpha: float) -
 
 def exact_meter(noise: Noise) -> Noise:
     """``noise`` without per-repeat noise and outliers: only drift is left."""
-    return Noise(
-        f"{noise.name}-exact",
-        cv_low=0.0,
-        cv_high=0.0,
-        session_sigma=noise.session_sigma,
-        drift_max=noise.drift_max,
-        outlier_p=0.0,
-    )
+    return replace(noise, name=f"{noise.name}-exact", cv_low=0.0, cv_high=0.0, outlier_p=0.0)
 
 
 def sequential_scenario(
