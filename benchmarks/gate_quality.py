@@ -47,7 +47,13 @@ drift between and within sessions is left, judged by the Hodges-Lehmann change.
 Changes of 0, 1x, 1.5x and 2x the tolerance; targets for auto: <= 1% false
 alarms, >= 95% detection at 1.5x; then the same at session drift 0% and 1%.
 
-Usage: ``python benchmarks/gate_quality.py [--trials 4000] [--seed 20250401]``
+Measured noise (``--noise FILE``, the JSON that ``benchmarks/session_drift.py`` writes
+from real sessions on a runner): the sequential rows at no change and at 1.5x for
+tolerances from 5% to 50% (a quarter of ``--trials`` per row), and the smallest
+tolerance at which auto meets both targets on that runner.
+
+Usage: ``python benchmarks/gate_quality.py [--trials 4000] [--seed 20250401]
+[--noise benchmarks/results/session_drift.json]``
 """
 
 from __future__ import annotations
@@ -225,11 +231,59 @@ def sequential_scenario(
     )
 
 
+MEASURED_TOLERANCES = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50)
+
+
+def load_noise(path: Path) -> Noise:
+    """The measured noise model in ``path`` (``session_drift.py``'s ``noise``)."""
+    try:
+        fields = json.loads(path.read_text())["noise"]
+        return Noise(**{k: v for k, v in fields.items() if k in Noise.__dataclass_fields__})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--noise {path}: not session_drift.py's JSON ({exc})") from None
+
+
+def measured_section(path: Path, trials: int, seed: int) -> dict[str, object]:
+    """Auto's false alarms and detection at 1.5x the tolerance at the noise measured in
+    ``path``, for each of MEASURED_TOLERANCES; printed, and returned for the JSON."""
+    noise = load_noise(path)
+    rng = random.Random(seed + 2)
+    print()
+    print(
+        f"measured noise '{noise.name}' ({path}): per-repeat CV {noise.cv_low:.1%}-"
+        f"{noise.cv_high:.1%}, session offset sigma {noise.session_sigma:.1%}, drift "
+        f"<={noise.drift_max:.2%}/repeat, {noise.outlier_p:.0%} outliers; {trials} trials per row"
+    )
+    print(f"{'tolerance':>9} {'false alarms':>13} {'at 1.5x':>8} {'exact':>7} {'repeats':>8}")
+    rows, smallest = [], None
+    for rel in MEASURED_TOLERANCES:
+        tol = Tolerance(rel)
+        fa, det = (sequential_scenario(rng, x, trials, tol, noise) for x in (0.0, 1.5))
+        met = fa.auto <= 0.01 and det.auto >= 0.95
+        if met and smallest is None:
+            smallest = rel
+        rows += [{"tolerance": rel, **asdict(fa)}, {"tolerance": rel, **asdict(det)}]
+        print(
+            f"{rel:>9.0%} {fa.auto:>13.2%} {det.auto:>8.1%} {det.exact_meter:>7.1%} "
+            f"{det.auto_mean_repeats:>8.2f}{'   targets met' if met else ''}"
+        )
+    print(
+        "smallest tolerance meeting both auto targets at this noise: "
+        + (
+            f"{smallest:.0%}"
+            if smallest is not None
+            else f"none up to {MEASURED_TOLERANCES[-1]:.0%}"
+        )
+    )
+    return {"noise": asdict(noise), "source": str(path), "rows": rows, "smallest": smallest}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=20250401)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--noise", type=Path, help="measured noise (session_drift.py's JSON)")
     args = parser.parse_args(argv)
     tol = Tolerance(0.10)
     rng = random.Random(args.seed)
@@ -333,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         targets[key] = meets(fa, det)
         print(f"  auto targets at {noise.name}: {'met' if targets[key] else 'NOT met'}")
 
+    measured = measured_section(args.noise, args.trials // 4, args.seed) if args.noise else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "gate_quality",
@@ -374,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             "drift_rows": [asdict(r) for r in drift_rows],
         },
         "targets": targets,
+        "measured": measured,
     }
     args.out.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.out}")
