@@ -16,6 +16,9 @@ Its fields have two weights:
 
 ``gpu_uuid`` says which physical card measured and is never compared: two
 cards of one model, driver, power limit and clocks are interchangeable.
+``cpu_isa`` (the widest vector extension, :mod:`pytest_energy.cpuinfo`) is a hard
+field: VMs often name the CPU by family alone, and an AVX2 and an AVX-512 CPU of
+one family run a model at different speed and energy.
 """
 
 from __future__ import annotations
@@ -38,9 +41,16 @@ SOFT_FIELDS = frozenset(
 )
 
 
+# Hard fields that later versions added: compared only where both sides record them,
+# so that a baseline written before a field existed still compares after an upgrade.
+ADDED_FIELDS = frozenset({"cpu_isa"})
+
+
 def differing_fields(base: Mapping[str, str], head: Mapping[str, str]) -> list[str]:
-    """Sorted fields whose values differ (present in either), identity-only fields aside."""
+    """Sorted fields whose values differ (present in either), identity-only fields
+    aside, and added fields only where both record them."""
     keys = (set(base) | set(head)) - IDENTITY_ONLY
+    keys -= ADDED_FIELDS - (set(base) & set(head))
     return sorted(key for key in keys if base.get(key) != head.get(key))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_energy.cpuinfo import CPUINFO, cpu_flags
 from pytest_energy.errors import ModelError
 from pytest_energy.model_cache import load_gguf_cached
 
@@ -92,15 +93,10 @@ def default_cache_dir() -> Path:
     return Path(base) / "pytest-energy" / "models"
 
 
-def native_cpu_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+def native_cpu_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16
     matmuls run 2-3x faster than float32; elsewhere bf16 is emulated and slower."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags(cpuinfo))
 
 
 def resolve_dtype(dtype: str, device: str) -> str:

@@ -409,3 +409,14 @@ def test_another_card_of_the_same_model_is_not_a_fingerprint_mismatch() -> None:
     # The same rule for the reports and ``energy compare``, which list field names.
     assert differing_fields(a, b) == []
     assert differing_fields(a, {**b, "cpu": "EPYC", "torch": "2"}) == ["cpu", "torch"]
+
+
+def test_cpu_isa_tells_cpus_of_one_family_apart_and_spares_older_baselines() -> None:
+    avx2 = {"cpu": "AMD EPYC", "cpu_isa": "avx2", "meter": "cpu-estimate"}
+    assert hard_differences(avx2, {**avx2, "cpu_isa": "avx512"}) == ["cpu_isa: 'avx2' -> 'avx512'"]
+    # A baseline written before the field existed still compares after an upgrade...
+    older = {"cpu": "AMD EPYC", "meter": "cpu-estimate"}
+    assert hard_differences(older, avx2) == []
+    assert differing_fields(avx2, older) == []
+    # ...while any other field missing on one side still differs.
+    assert hard_differences(older, {**avx2, "cpu_count": "2"}) == ["cpu_count: missing -> '2'"]

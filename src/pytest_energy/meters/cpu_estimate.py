@@ -25,11 +25,11 @@ takes its CPU time out of the tree, and that drop is carried as an offset.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pytest_energy.cpuinfo import cpu_flags, cpu_model, vector_isa
 from pytest_energy.errors import MeasurementError, MeterError
 from pytest_energy.meters.proc_cpu import PROC, machine_busy_cpu_s, process_tree_cpu_s
 
@@ -114,7 +114,8 @@ class CpuEstimateMeter:
 
     def fingerprint(self) -> dict[str, str]:
         return {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
+            "cpu_isa": vector_isa(cpu_flags()),
             "cpu_count": str(os.cpu_count() or 0),
             "watts_per_core": f"{self.watts_per_core:g}",
         }
@@ -129,14 +130,3 @@ def _server_cpu_s(pid: int, proc: Path, error: type[MeterError], problem: str) -
             "of the model server on this machine (e.g. pgrep -f 'vllm serve'), or unset "
             "energy_server_pid"
         ) from None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_energy.cpuinfo import cpu_flags, cpu_model, vector_isa
 from pytest_energy.errors import MeasurementError, MeterError
-from pytest_energy.meters.cpu_estimate import _cpu_model
 from pytest_energy.meters.sampling import PeriodicSampler
 
 DEFAULT_ROOT = Path("/sys/class/powercap")
@@ -241,7 +241,8 @@ class RaplMeter:
 
     def fingerprint(self) -> dict[str, str]:
         return {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
+            "cpu_isa": vector_isa(cpu_flags()),
             "rapl_counted": ",".join(d.label for d in self.domains),
             "rapl_not_counted": ",".join(self.skipped) or "none",
         }
