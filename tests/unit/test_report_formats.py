@@ -74,6 +74,9 @@ def test_failed_verdict_names_what_failed() -> None:
 def test_device_prefers_the_gpu_name() -> None:
     assert device_label({"cpu": "EPYC", "gpu": "H200"}) == "H200"
     assert device_label({"cpu": "EPYC"}) == "EPYC"
+    # A CPU shows its vector extension, which tells CPUs of one family apart.
+    assert device_label({"cpu": "AMD EPYC", "cpu_isa": "avx2"}) == "AMD EPYC (avx2)"
+    assert device_label({"cpu": "EPYC", "cpu_isa": "avx2", "gpu": "H200"}) == "H200"
     assert device_label({}) == "unknown"
 
 

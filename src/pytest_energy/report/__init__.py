@@ -100,10 +100,12 @@ def format_count(value: float) -> str:
 
 
 def device_label(fingerprint: Mapping[str, str]) -> str:
-    """The device a fingerprint describes (GPU name before CPU model), or ``unknown``."""
+    """The device a fingerprint describes (GPU name before CPU model, a CPU with its
+    vector extension: ``AMD EPYC (avx2)``), or ``unknown``."""
     for key in DEVICE_KEYS:
         if fingerprint.get(key):
-            return fingerprint[key]
+            isa = fingerprint.get("cpu_isa") if key == "cpu" else None
+            return f"{fingerprint[key]} ({isa})" if isa else fingerprint[key]
     return "unknown"
 
 
