@@ -17,6 +17,14 @@ from pytest_energy.locking import Notify, file_lock
 LOCK_TIMEOUT_S = 90.0  # a write takes milliseconds: a longer hold is a hung session
 
 
+def shown_path(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` where it lies under it (shorter in messages), else whole."""
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def dump_json(document: Any) -> str:
     """The house JSON text: sorted keys, two-space indent, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"

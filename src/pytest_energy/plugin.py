@@ -69,7 +69,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     session = config.stash.get(session_key, None)
-    return [] if session is None else session.header_lines()
+    if session is None:
+        return []
+    return session.header_lines(config.get_terminal_writer().fullwidth)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

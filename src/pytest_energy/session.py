@@ -17,7 +17,7 @@ import pytest
 from pytest_energy.baseline import BaselineStore, baseline_mismatch
 from pytest_energy.budgets import BudgetsFile
 from pytest_energy.errors import ConfigError, EnergyError
-from pytest_energy.files import unwritable
+from pytest_energy.files import shown_path, unwritable
 from pytest_energy.gate import ALPHA
 from pytest_energy.locking import Notify, device_lock
 from pytest_energy.measure import measure_repeat
@@ -120,9 +120,10 @@ class EnergySession:
             if why is not None:
                 raise ConfigError(output.problem(why))
 
-    def header_lines(self) -> list[str]:
+    def header_lines(self, width: int) -> list[str]:
         """The session-start lines: meter, device and baseline (once the meter exists),
-        and a warning when one repeat per evaluation leaves the gate no noise estimate."""
+        and a warning when one repeat per evaluation leaves the gate no noise estimate;
+        broken at spaces to fit a terminal of ``width`` columns below the wide layout."""
         lines = []
         if self._meter is not None:
             from pytest_energy.report import device_label
@@ -130,16 +131,22 @@ class EnergySession:
 
             meter = self._meter
             label = device_label(meter.fingerprint())
-            lines.append(
-                render_header(meter.name, label, self.settings.baseline_path, meter.estimated)
-            )
+            baseline = shown_path(self.settings.baseline_path, self.settings.rootdir)
+            lines.append(render_header(meter.name, label, baseline, meter.estimated))
         if self.settings.repeats == 1 and self.settings.tolerance.rel > 0:
             lines.append(
                 "energy: warning: --energy-repeats 1 gives no noise estimate, so a change "
                 f"within noise can pass or fail the {self.settings.tolerance} tolerance; "
                 "use 3 or more repeats"
             )
-        return lines
+        if not lines:
+            return lines
+        from pytest_energy.report.terminal import COMPACT_BELOW
+        from pytest_energy.report.terminal_text import wrap_words
+
+        if width >= COMPACT_BELOW:
+            return lines
+        return [part for line in lines for part in wrap_words(line, width)]
 
     # -- lazily built resources -------------------------------------------------
     @property

@@ -4,14 +4,13 @@ table, write the markdown report, the results JSON and the job summary."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pytest
 
 from pytest_energy.baseline import BaselineChanges, listed
 from pytest_energy.baseline_entry import entry_from_result
 from pytest_energy.errors import BaselineError
-from pytest_energy.files import Output, write_text_atomic
+from pytest_energy.files import Output, shown_path, write_text_atomic
 from pytest_energy.report import comparison_summary, device_label, tests_ran
 from pytest_energy.report.markdown import render_markdown
 from pytest_energy.report.plots import write_plots
@@ -129,7 +128,7 @@ def _print_table(session: EnergySession, tr: pytest.TerminalReporter) -> None:
     header = HeaderInfo(
         meter=first.meter,
         device=device_label(first.fingerprint),
-        baseline_path=_shown(settings.baseline_path, settings.rootdir),
+        baseline_path=shown_path(settings.baseline_path, settings.rootdir),
         estimated=first.estimated,
     )
     tr.write_sep("=", "energy")
@@ -149,7 +148,7 @@ def _print_baseline(
     if missing and baseline.changes is None and not settings.update_baseline:
         tr.write_line(
             f"baseline: {missing} evaluation{'s' if missing > 1 else ''} without an entry in "
-            f"{_shown(settings.baseline_path, settings.rootdir)}; record with "
+            f"{shown_path(settings.baseline_path, settings.rootdir)}; record with "
             "pytest --energy-budget --energy-update-baseline and commit the file"
         )
     if baseline.stale:
@@ -183,15 +182,8 @@ def _write(output: Output, session: EnergySession, tr: pytest.TerminalReporter) 
             interrupted=_interrupted(session),
         )
         write_text_atomic(output.path, markdown)
-    tr.write_line(f"energy {output.what}: {_shown(output.path, settings.rootdir)}")
+    tr.write_line(f"energy {output.what}: {shown_path(output.path, settings.rootdir)}")
 
 
 def _entries(keys: tuple[str, ...]) -> str:
     return f"{len(keys)} entr{'y' if len(keys) == 1 else 'ies'}"
-
-
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)

@@ -113,3 +113,23 @@ def test_energy_budget_can_be_switched_on_from_environment_or_ini(
 
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*SETTINGS * enabled=True*"])
+
+
+def test_one_repeat_with_a_tolerance_warns_at_start_within_80_columns(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    pytester.makepyfile("def test_plain():\n    pass\n")
+
+    warned = pytester.runpytest("--energy-budget", "--energy-repeats=1")
+    quiet = pytester.runpytest("--energy-budget", "--energy-repeats=1", "--energy-tolerance=0%")
+
+    assert warned.ret == quiet.ret == pytest.ExitCode.OK
+    warned.stdout.fnmatch_lines(
+        [
+            "energy: warning: --energy-repeats 1 gives no noise estimate, *",
+            "  *use 3 or more repeats",
+        ]
+    )
+    assert all(len(line) <= 80 for line in warned.stdout.lines if line.startswith("energy: "))
+    assert not any("energy: warning" in line for line in quiet.stdout.lines)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_energy.errors import DataError
-from pytest_energy.files import read_text
+from pytest_energy.files import read_text, shown_path
 from pytest_energy.metrics import LETTERS
 from pytest_energy.mmlu.questions import Question
 from pytest_energy.mmlu.sampling import MMLU
@@ -52,7 +52,7 @@ def load_mmlu(source: str, *, rootdir: Path | None = None) -> MMLU:
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = base / path
-    shown = _shown(path, base)
+    shown = shown_path(path, base)
     if path.is_dir():
         questions = _load_folder(path, shown, base)
     elif not path.exists():
@@ -74,13 +74,6 @@ def load_mmlu(source: str, *, rootdir: Path | None = None) -> MMLU:
     if not questions:
         raise DataError(f"MMLU source {shown} holds no questions; add rows or pick another")
     return MMLU(tuple(questions), shown)
-
-
-def _shown(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _subject_from_name(path: Path) -> str | None:
@@ -108,7 +101,7 @@ def _load_folder(path: Path, shown: str, base: Path) -> list[Question]:
         )
     questions: list[Question] = []
     for file in files:
-        questions.extend(_read_csv(file, _shown(file, base), _subject_from_name(file)))
+        questions.extend(_read_csv(file, shown_path(file, base), _subject_from_name(file)))
     return questions
 
 
@@ -238,7 +231,7 @@ def load_shots(source: str, shots_from: str, *, rootdir: Path | None = None) -> 
     base = rootdir if rootdir is not None else Path.cwd()
     path = Path(text).expanduser()
     path = path if path.is_absolute() else base / path
-    shown = _shown(path, base)
+    shown = shown_path(path, base)
     if not path.is_dir():
         raise DataError(
             f"MMLU source {shown} is a single file, so it has no dev split for few-shot "
@@ -254,7 +247,7 @@ def load_shots(source: str, shots_from: str, *, rootdir: Path | None = None) -> 
         )
     rows: list[Question] = []
     for file in files:
-        rows.extend(_read_csv(file, _shown(file, base), _subject_from_name(file)))
+        rows.extend(_read_csv(file, shown_path(file, base), _subject_from_name(file)))
     return MMLU(tuple(rows), f"{shown}/dev")
 
 
