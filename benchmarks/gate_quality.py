@@ -231,6 +231,11 @@ def sequential_scenario(
     )
 
 
+def meets(false_alarms: SequentialRow, detection: SequentialRow) -> bool:
+    """Auto's targets: <= 1% false alarms, >= 95% detection at 1.5x the tolerance."""
+    return false_alarms.auto <= 0.01 and detection.auto >= 0.95
+
+
 MEASURED_TOLERANCES = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.40, 0.50)
 
 
@@ -259,7 +264,7 @@ def measured_section(path: Path, trials: int, seed: int) -> dict[str, object]:
     for rel in MEASURED_TOLERANCES:
         tol = Tolerance(rel)
         fa, det = (sequential_scenario(rng, x, trials, tol, noise) for x in (0.0, 1.5))
-        met = fa.auto <= 0.01 and det.auto >= 0.95
+        met = meets(fa, det)
         if met and smallest is None:
             smallest = rel
         rows += [{"tolerance": rel, **asdict(fa)}, {"tolerance": rel, **asdict(det)}]
@@ -354,9 +359,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{row.auto:>7.2%} {row.fixed10:>9.2%} {row.exact_meter:>7.2%}   "
             f"{low:.1%}-{high:.1%}   {row.auto_mean_repeats:>12.2f}"
         )
-
-    def meets(false_alarms: SequentialRow, detection: SequentialRow) -> bool:
-        return false_alarms.auto <= 0.01 and detection.auto >= 0.95
 
     seq_by_x = {row.change_x_tolerance: row for row in seq_rows}
     auto_fa, auto_15 = seq_by_x[0.0], seq_by_x[1.5]
