@@ -304,10 +304,13 @@ class DcgmMeter:
         return total_w
 
     def _probe(self, timeout_s: float) -> float:
-        """Seconds between two collections: the time between two changes of the summed reading."""
+        """Seconds between two collections: the time between two changes of the summed
+        reading, each dated midway between the read before it and the read that saw it
+        (a read that waits on a busy machine then shifts a date by half its wait)."""
         value = self._counter_mj if self.source == "counter" else self._power_w
         start_s = self._clock()
         last = value()
+        last_s = start_s
         changes: list[float] = []
         while len(changes) < 2:
             waited_s = self._clock() - start_s
@@ -320,10 +323,12 @@ class DcgmMeter:
                     f"that its collect interval (-c, in ms) is under {timeout_s / 2:g} s"
                 )
             self._sleep(min(_MAX_PROBE_POLL_S, max(_MIN_POLL_S, waited_s / _PROBE_POLL_FRACTION)))
+            before_s = self._clock()
             reading = value()
             if reading != last:
-                changes.append(self._clock())
+                changes.append((last_s + self._clock()) / 2)
                 last = reading
+            last_s = before_s
         return changes[1] - changes[0]
 
     def sample_power(self) -> None:
