@@ -26,16 +26,16 @@ def test_steady(energy_eval):
 def test_costly(energy_eval):
     energy_eval("smollm2-135m", "direct", n=1, subjects="miscellaneous")
 """
-# Five repeats give the Mann-Whitney test samples. One-question workloads read
-# by CPU time drift by up to ~15% between sessions when the outer suite runs two
-# workers on two cores (CI saw -14%); a 25% tolerance keeps the steady test quiet
-# and a doubled workload fails however the drift falls. How small a regression
+# Five repeats give the Mann-Whitney test samples. CPU time drifts between
+# sessions on a shared runner (CI saw -14%; benchmarks/session_drift.py measured
+# a sigma of 7.7%); a 30% tolerance keeps the steady test quiet (0.6% false
+# alarms at that drift) and a doubled workload fails however the drift falls. How small a regression
 # the gate catches is measured in benchmarks/gate_quality.py, not here.
-GATE = ("--energy-repeats=5", "--energy-tolerance=25%")
+GATE = ("--energy-repeats=5", "--energy-tolerance=30%")
 DOUBLED = 2.0
 REGRESSION = re.compile(
     r"^j_per_token regressed \+(?P<change>[0-9.]+)% \(base [0-9.e+-]+ J, head [0-9.e+-]+ J, "
-    r"tolerance 25%, Mann-Whitney p=0\.0\d\d, 5 vs 5 repeats( \(\d outliers? set aside\))?\)",
+    r"tolerance 30%, Mann-Whitney p=0\.0\d\d, 5 vs 5 repeats( \(\d outliers? set aside\))?\)",
     re.MULTILINE,
 )
 
@@ -82,7 +82,7 @@ def test_baseline_lifecycle_records_compares_fails_the_regressed_test_and_recove
     regressed.stdout.no_fnmatch_line("FAILED test_lifecycle.py::test_steady*")
     failure = REGRESSION.search(regressed.stdout.str())
     assert failure is not None, regressed.stdout.str()
-    assert 25 < float(failure["change"]) < 200
+    assert 30 < float(failure["change"]) < 200
     assert baseline.read_text(encoding="utf-8") == text
 
     accepted = run_energy(

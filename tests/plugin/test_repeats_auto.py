@@ -21,8 +21,9 @@ ONE_TEST = """
 def test_direct(energy_eval):
     energy_eval("smollm2-135m", "direct", n=1, subjects="world_religions")
 """
-# 25% leaves room for CPU-time drift between sessions on a shared runner.
-AUTO = ("--energy-repeats=auto", "--energy-tolerance=25%", "--energy-json=results.json")
+# 30% leaves room for CPU-time drift between sessions on a shared runner (the
+# example suite's tolerance, from benchmarks/session_drift.py).
+AUTO = ("--energy-repeats=auto", "--energy-tolerance=30%", "--energy-json=results.json")
 STOP = re.compile(r"^(?P<why>[a-z ]+) after (?P<n>\d+)$")
 
 
@@ -70,7 +71,7 @@ def test_auto_repeats_stop_at_three_when_new_and_early_when_decided(
     regressed.assert_outcomes(failed=1)
     row = last_result(pytester)
     # 6 baseline repeats, looks 3..10: corrected threshold 0.021. 3 head repeats
-    # above every base x 1.25 give p = 1/84 (more when a noisy repeat is screened
+    # above every base x 1.30 give p = 1/84 (more when a noisy repeat is screened
     # out as an outlier or one falls among the limits).
     why, n = stop_of(row)
     assert why == "beyond tolerance"
